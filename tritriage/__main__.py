@@ -1,0 +1,3 @@
+from tritriage.cli import main
+
+main()

@@ -1,0 +1,271 @@
+"""Loading and checking the rule files that drive classification.
+
+Two YAML files ship with the package:
+
+``patterns.yaml``
+    what decides a verdict: the patterns (class, regexes, subclass template,
+    hint, examples), the error lines that only wrap another error, and the
+    stack frames that belong to the signal handler rather than to the crash.
+``prefixes.yaml``
+    how to read a log: line prefixes added by the program that captured the
+    output (pytest, vLLM workers, CI runners), lines that every compile prints
+    even on success, and the package roots used to shorten source paths.
+
+Adding a pattern is a data change; a mistake in either file is reported as a
+one-line ``UserError`` naming the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tritriage.errors import UserError
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_PATTERNS = HERE / "patterns.yaml"
+DEFAULT_PREFIXES = HERE / "prefixes.yaml"
+
+# The classes, in pipeline order.  "@stage" in a pattern means: the compiler
+# stage the failure happened in (banner, caller, or traceback decides).
+CLASSES: tuple[str, ...] = (
+    "loader",
+    "spec",
+    "frontend",
+    "ConvertTritonIRToLinalgIR",
+    "ConvertLinalgRToBinary",
+    "runtime",
+    "vllm-ascend gap",
+    "pytorch gap",
+    "environment",
+    "timeout",
+    "crash",
+    "unknown",
+)
+STAGE_CLASS = "@stage"
+
+# Values the engine computes and a subclass template may use besides the
+# pattern's own named groups.
+COMPUTED_FIELDS = frozenset({"crash_site", "tool", "stage", "line"})
+
+
+@dataclass(frozen=True)
+class Pattern:
+    id: str
+    cls: str  # one of CLASSES or STAGE_CLASS
+    regexes: tuple[re.Pattern, ...]
+    subclass: str  # str.format template
+    hint: str | None
+    examples: tuple[str, ...]
+    fingerprint_location: bool = True  # False: one root cause whatever the construct
+
+    def match(self, line: str) -> re.Match | None:
+        for rx in self.regexes:
+            m = rx.search(line)
+            if m:
+                return m
+        return None
+
+
+@dataclass(frozen=True)
+class PatternSet:
+    path: str
+    patterns: tuple[Pattern, ...]
+    wrappers: tuple[re.Pattern, ...]  # errors that only announce another error
+    handler_frames: tuple[re.Pattern, ...]  # signal-handler / libc frames of a stack dump
+    by_id: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prefix:
+    id: str
+    regex: re.Pattern
+    dedent: bool  # the prefix is followed by the tool's own indentation (pytest "E")
+
+
+@dataclass(frozen=True)
+class TextRules:
+    path: str
+    prefixes: tuple[Prefix, ...]
+    prefix_any: re.Pattern  # all prefixes as one alternation, for speed
+    noise: re.Pattern | None
+    package_roots: tuple[str, ...]
+
+
+def _fail(path: Path | str, where: str, msg: str) -> UserError:
+    return UserError(f"{path}: {where}: {msg}")
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "YAML"
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise _fail(path, where, f"not valid YAML ({problem})") from None
+
+
+def _compile(path, where: str, rx: Any) -> re.Pattern:
+    if not isinstance(rx, str) or not rx:
+        raise _fail(path, where, "must be a non-empty string")
+    try:
+        return re.compile(rx)
+    except re.error as e:
+        raise _fail(path, where, f"bad regex ({e})") from None
+
+
+def _str_list(path, where: str, value: Any, *, allow_empty: bool = False) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or (not value and not allow_empty):
+        raise _fail(path, where, "must be a string or a non-empty list of strings")
+    for v in value:
+        if not isinstance(v, str) or not v:
+            raise _fail(path, where, "every entry must be a non-empty string")
+    return value
+
+
+def _template_fields(path, where: str, template: str) -> set[str]:
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as e:
+        raise _fail(path, where, f"bad template ({e})") from None
+    for n in names:
+        if not n.isidentifier():
+            raise _fail(path, where, f"template field {{{n}}} must be a plain name")
+    return names
+
+
+def load_patterns(path: str | Path | None = None) -> PatternSet:
+    """Load and check a patterns file (the packaged one when ``path`` is None)."""
+    path = Path(path) if path is not None else DEFAULT_PATTERNS
+    if path == DEFAULT_PATTERNS:
+        return _load_patterns_cached(str(path))
+    return _load_patterns(path)
+
+
+@lru_cache(maxsize=4)
+def _load_patterns_cached(path: str) -> PatternSet:
+    return _load_patterns(Path(path))
+
+
+def _load_patterns(path: Path) -> PatternSet:
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise _fail(path, "top level", "must be a mapping with a 'patterns' list")
+    raw = data.get("patterns")
+    if not isinstance(raw, list) or not raw:
+        raise _fail(path, "patterns", "must be a non-empty list")
+    patterns: list[Pattern] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise _fail(path, f"pattern #{i + 1}", "must be a mapping")
+        pid = entry.get("id")
+        if not isinstance(pid, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", pid):
+            raise _fail(path, f"pattern #{i + 1} field 'id'", "must be a lower-case slug")
+        if pid in seen:
+            raise _fail(path, f"pattern '{pid}' field 'id'", "duplicate id")
+        seen.add(pid)
+        where = f"pattern '{pid}'"
+        unknown = set(entry) - {"id", "class", "regex", "subclass", "hint", "examples", "fingerprint_location"}
+        if unknown:
+            raise _fail(path, f"{where}", f"unknown field(s) {', '.join(sorted(unknown))}")
+        cls = entry.get("class")
+        if cls not in CLASSES and cls != STAGE_CLASS:
+            raise _fail(path, f"{where} field 'class'", f"{cls!r} is not one of {', '.join(CLASSES)} or {STAGE_CLASS}")
+        if "regex" not in entry:
+            raise _fail(path, f"{where} field 'regex'", "missing")
+        regexes = tuple(
+            _compile(path, f"{where} field 'regex'", rx)
+            for rx in _str_list(path, f"{where} field 'regex'", entry["regex"])
+        )
+        sub = entry.get("subclass")
+        if not isinstance(sub, str) or not sub.strip():
+            raise _fail(path, f"{where} field 'subclass'", "must be a non-empty string")
+        groups = set().union(*(set(rx.groupindex) for rx in regexes))
+        for name in _template_fields(path, f"{where} field 'subclass'", sub):
+            if name not in groups and name not in COMPUTED_FIELDS:
+                raise _fail(
+                    path,
+                    f"{where} field 'subclass'",
+                    f"{{{name}}} is neither a named group of the regex nor one of {', '.join(sorted(COMPUTED_FIELDS))}",
+                )
+        hint = entry.get("hint")
+        if hint is not None and (not isinstance(hint, str) or not hint.strip()):
+            raise _fail(path, f"{where} field 'hint'", "must be a non-empty string when given")
+        if "examples" not in entry:
+            raise _fail(path, f"{where} field 'examples'", "missing: give at least one log excerpt")
+        examples = _str_list(path, f"{where} field 'examples'", entry["examples"])
+        fl = entry.get("fingerprint_location", True)
+        if not isinstance(fl, bool):
+            raise _fail(path, f"{where} field 'fingerprint_location'", "must be true or false")
+        patterns.append(Pattern(pid, cls, regexes, sub.strip(), hint.strip() if hint else None, tuple(examples), fl))
+
+    wrappers = tuple(
+        _compile(path, f"wrappers #{i + 1}", rx)
+        for i, rx in enumerate(_str_list(path, "wrappers", data.get("wrappers", []), allow_empty=True))
+    )
+    frames = tuple(
+        _compile(path, f"handler_frames #{i + 1}", rx)
+        for i, rx in enumerate(_str_list(path, "handler_frames", data.get("handler_frames", []), allow_empty=True))
+    )
+    ps = PatternSet(str(path), tuple(patterns), wrappers, frames)
+    ps.by_id.update({p.id: p for p in patterns})
+    return ps
+
+
+def load_text_rules(path: str | Path | None = None) -> TextRules:
+    """Load and check a prefixes file (the packaged one when ``path`` is None)."""
+    path = Path(path) if path is not None else DEFAULT_PREFIXES
+    if path == DEFAULT_PREFIXES:
+        return _load_text_rules_cached(str(path))
+    return _load_text_rules(path)
+
+
+@lru_cache(maxsize=4)
+def _load_text_rules_cached(path: str) -> TextRules:
+    return _load_text_rules(Path(path))
+
+
+def _load_text_rules(path: Path) -> TextRules:
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise _fail(path, "top level", "must be a mapping with a 'prefixes' list")
+    raw = data.get("prefixes")
+    if not isinstance(raw, list) or not raw:
+        raise _fail(path, "prefixes", "must be a non-empty list")
+    prefixes = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise _fail(path, f"prefix #{i + 1}", "must be a mapping with an 'id'")
+        where = f"prefix '{entry['id']}'"
+        rx = entry.get("regex")
+        if not isinstance(rx, str) or not rx.startswith("^"):
+            raise _fail(path, f"{where} field 'regex'", "must be a string anchored with ^")
+        compiled = _compile(path, f"{where} field 'regex'", rx)
+        examples = _str_list(path, f"{where} field 'examples'", entry.get("examples"))
+        for ex in examples:
+            if not compiled.match(ex):
+                raise _fail(path, f"{where} field 'examples'", f"example {ex!r} does not match the regex")
+        prefixes.append(Prefix(entry["id"], compiled, bool(entry.get("dedent", False))))
+    prefix_any = re.compile("|".join(f"(?:{p.regex.pattern})" for p in prefixes))
+    noise_list = _str_list(path, "noise", data.get("noise", []), allow_empty=True)
+    for i, rx in enumerate(noise_list):
+        if not rx.startswith("^"):
+            raise _fail(path, f"noise #{i + 1}", "must be anchored with ^")
+        _compile(path, f"noise #{i + 1}", rx)
+    noise = re.compile("|".join(f"(?:{rx})" for rx in noise_list)) if noise_list else None
+    roots = tuple(_str_list(path, "package_roots", data.get("package_roots", []), allow_empty=True))
+    return TextRules(str(path), tuple(prefixes), prefix_any, noise, roots)

@@ -1,0 +1,285 @@
+"""The records that pass between tritriage's stages.
+
+Each stage writes its records once and the next one reads them: collect makes
+``Kernel`` and ``Spec`` records and ``CompileResult``s, classify turns a failed
+result's text into a ``Diagnosis``, report renders what the store holds.  They
+are frozen so that no stage edits another's output in place; ``to_dict`` /
+``from_dict`` give the JSON form used by the store, the worker protocol and
+``--json`` outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+# Compiler stages in pipeline order, with the names triton-ascend itself uses
+# for the two external tools.
+STAGES: tuple[str, ...] = ("frontend", "ttir", "linalg", "binary")
+STAGE_BANNERS = {
+    "linalg": "ConvertTritonIRToLinalgIR",
+    "binary": "ConvertLinalgRToBinary",
+}
+
+# Stage status values.
+PASSED = "passed"
+FAILED = "failed"
+NOT_RUN = "not-run"
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Record:
+    """Mixin: JSON round trip for the frozen records below."""
+
+    def to_dict(self) -> dict:
+        return _plain(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        kwargs = {}
+        hints = {f.name: f for f in dataclasses.fields(cls)}
+        for name, f in hints.items():
+            if name not in data:
+                continue
+            value = data[name]
+            sub = _NESTED.get((cls.__name__, name))
+            if sub is not None and value is not None:
+                if isinstance(value, list):
+                    value = tuple(sub.from_dict(v) for v in value)
+                else:
+                    value = sub.from_dict(value)
+            elif isinstance(value, list):
+                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------
+# collect: discovery
+
+
+@dataclass(frozen=True)
+class Param(Record):
+    name: str
+    constexpr: bool = False
+    annotation: str | None = None  # source text of the annotation, if any
+    default: str | None = None  # source text of the default, if any
+
+
+@dataclass(frozen=True)
+class LaunchSite(Record):
+    """One ``kernel[grid](...)`` call found in the checkout."""
+
+    file: str  # relative to the checkout
+    line: int
+    function: str | None  # qualified name of the enclosing Python function
+    grid: str  # source text
+    args: tuple[str, ...] = ()  # positional arguments, source text
+    kwargs: Mapping[str, str] = field(default_factory=dict)  # keyword -> source text
+    literal_kwargs: Mapping[str, Any] = field(default_factory=dict)  # keyword -> Python literal
+
+
+@dataclass(frozen=True)
+class Kernel(Record):
+    """A ``@triton.jit`` function found by static analysis."""
+
+    id: str  # fully qualified: vllm.attention.ops.prefix_prefill._fwd_kernel
+    name: str  # bare name
+    qualname: str  # name inside its module (Class.method for nested ones)
+    module: str  # dotted module path
+    file: str  # relative to the checkout
+    line: int  # line of the ``def``
+    end_line: int
+    params: tuple[Param, ...] = ()
+    do_not_specialize: tuple[str, ...] = ()
+    jit_options: Mapping[str, str] = field(default_factory=dict)  # other @triton.jit(...) kwargs, source
+    autotune: str | None = None  # source text of the @triton.autotune(...) decorator
+    heuristics: str | None = None  # source text of the @triton.heuristics(...) decorator
+    decorators: tuple[str, ...] = ()  # every decorator, source text, outermost first
+    calls: tuple[str, ...] = ()  # ids of other jit functions it calls
+    launch_sites: tuple[LaunchSite, ...] = ()
+    kind: str = "entry"  # "entry" (launched or not only called from jit code) | "helper"
+    source_hash: str = ""  # sha256 of the function's own source text
+
+    @property
+    def constexprs(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params if p.constexpr)
+
+
+@dataclass(frozen=True)
+class SkippedFile(Record):
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OtherJit(Record):
+    """A function decorated with another DSL's ``jit`` (CuTe, Gluon, numba...)."""
+
+    file: str
+    line: int
+    qualname: str
+    dsl: str  # the decorator as written: cute.jit, gluon.jit, numba.jit, ...
+
+
+@dataclass(frozen=True)
+class Inventory(Record):
+    """What discovery found in one checkout."""
+
+    root: str  # absolute path of the checkout
+    kernels: tuple[Kernel, ...] = ()
+    other_jit: tuple[OtherJit, ...] = ()
+    skipped: tuple[SkippedFile, ...] = ()
+    files_scanned: int = 0
+
+    def by_id(self) -> dict[str, Kernel]:
+        return {k.id: k for k in self.kernels}
+
+
+# --------------------------------------------------------------------------
+# collect: specs
+
+
+@dataclass(frozen=True)
+class Spec(Record):
+    """A specialization: what ``triton.compile`` needs besides the function.
+
+    ``signature`` maps each non-constexpr parameter to a Triton type string
+    (``*fp16``, ``i32``, ``fp32``...). ``constexprs`` maps each constexpr
+    parameter to its value. ``options`` holds compile options (num_warps...).
+    ``rules`` says, per parameter, which rule or source set it, so that an
+    inferred spec can be read and overridden.
+
+    Constexpr values stay JSON: a Triton dtype is the string ``"tl.float16"``
+    (``"tl.bfloat16"``, ...), turned into the ``tl`` object right before the
+    compile (worker ``_tl_value``, ``specs.compile_args``).  A non-constexpr
+    parameter may also appear in ``constexprs`` (``None`` for an absent
+    optional tensor), as Triton specializes such arguments.
+    """
+
+    kernel: str  # kernel id
+    name: str = "default"
+    source: str = "inferred"  # catalog | traced | inferred
+    signature: Mapping[str, str] = field(default_factory=dict)
+    constexprs: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    rules: Mapping[str, str] = field(default_factory=dict)
+    params_fingerprint: str = ""  # of the parameter list the spec was written for
+    origin: str = ""  # catalog file, trace command, ...
+    # Why the spec no longer fits the kernel (its params_fingerprint differs
+    # from the kernel's); empty when it fits.  ``specs_for`` returns stale
+    # specs only when asked (``include_stale=True``): never compile one.
+    stale: str = ""
+
+    def key(self) -> str:
+        return json.dumps(
+            {"sig": dict(self.signature), "c": _plain(self.constexprs), "o": _plain(self.options)},
+            sort_keys=True,
+            default=str,
+        )
+
+
+# --------------------------------------------------------------------------
+# collect: compile results
+
+
+@dataclass(frozen=True)
+class StageResult(Record):
+    stage: str  # one of STAGES
+    status: str  # passed | failed | not-run
+    reason: str = ""  # why failed or not run; empty when passed
+    seconds: float = 0.0
+    command: tuple[str, ...] = ()  # external tool command line, when there is one
+    artifact: str | None = None  # path of the stage's saved input, when it failed
+
+
+@dataclass(frozen=True)
+class CompileResult(Record):
+    """How far one kernel got with one spec.
+
+    ``outcome`` is one of:
+      passed            every stage passed (only possible where CANN is present)
+      passed-to-linalg  every stage that could run here passed; binary not run
+      failed            a compiler stage failed (see ``stages``)
+      spec-error        the spec does not fit the kernel (the tool's problem)
+      loader-error      the kernel could not be loaded from the checkout
+      timeout           the compile ran past its time limit
+      crash             the worker died by a signal outside any compiler stage
+      oom               the compile ran past its memory limit
+    """
+
+    kernel: str
+    spec: str
+    outcome: str
+    stages: tuple[StageResult, ...] = ()
+    log: str = ""  # everything the compile printed, noise included
+    error: str = ""  # the failure text that classify reads
+    seconds: float = 0.0  # wall time of the compile, worker side
+    compiler_seconds: float = 0.0  # time spent inside triton's stages
+    signal: int | None = None
+    flaky: bool = False  # a failure that did not reproduce on retry
+    artifacts_dir: str | None = None
+
+    def stage(self, name: str) -> StageResult | None:
+        for s in self.stages:
+            if s.stage == name:
+                return s
+        return None
+
+    @property
+    def failed_stage(self) -> str | None:
+        for s in self.stages:
+            if s.status == FAILED:
+                return s.stage
+        return None
+
+
+# --------------------------------------------------------------------------
+# classify
+
+
+@dataclass(frozen=True)
+class Location(Record):
+    file: str  # relative to the checkout when it lies inside it
+    line: int
+    col: int = 0
+    source: str = ""  # the source line, stripped
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}" if self.col else f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Diagnosis(Record):
+    cls: str  # loader | spec | frontend | ConvertTritonIRToLinalgIR | ConvertLinalgRToBinary | runtime | vllm-ascend gap | pytorch gap | environment | timeout | crash | unknown
+    subclass: str
+    fingerprint: str
+    location: Location | None = None
+    hint: str | None = None
+    pattern: str | None = None  # id of the pattern that matched; None for unknown
+    excerpt: str = ""  # the cleaned lines that explain the failure
+
+
+_NESTED: dict[tuple[str, str], type] = {
+    ("Kernel", "params"): Param,
+    ("Kernel", "launch_sites"): LaunchSite,
+    ("Inventory", "kernels"): Kernel,
+    ("Inventory", "other_jit"): OtherJit,
+    ("Inventory", "skipped"): SkippedFile,
+    ("CompileResult", "stages"): StageResult,
+    ("Diagnosis", "location"): Location,
+}
