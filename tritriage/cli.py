@@ -152,6 +152,80 @@ def doctor(
 
 
 # --------------------------------------------------------------------------
+# specs
+
+
+@app.command()
+def specs(
+    path: Path = typer.Argument(..., help="root of a vLLM checkout"),
+    json_out: bool = typer.Option(False, "--json", help="print a JSON array, one object per entry kernel"),
+    write: Optional[Path] = typer.Option(None, "--write", help="save inferred specs as catalog YAML under this directory"),
+    reference: bool = typer.Option(False, "--reference", help="cross-check frontend rejections on upstream Triton"),
+    kernel: Optional[str] = typer.Option(None, "--kernel", "-k", help="only this kernel (id or bare name)"),
+    catalog: Optional[List[Path]] = typer.Option(None, "--catalog", help="extra spec catalog directory"),
+    no_validate: bool = typer.Option(False, "--no-validate", help="list specs without compiling them"),
+    python: Optional[str] = typer.Option(None, help="interpreter that has triton-ascend (default: this one)"),
+    jobs: Optional[int] = typer.Option(None, "-j", "--jobs", help="parallel frontend checks (default: cores)"),
+):
+    """Specs per entry kernel: where each came from (catalog, traced, inferred), staleness, validation."""
+    from tritriage.collect.specs import specs_command
+
+    _exit(specs_command(path, as_json=json_out, write=write, reference=reference, kernel=kernel,
+                        catalog_dirs=[str(c) for c in (catalog or [])], validate_specs=not no_validate,
+                        python=python, jobs=jobs))
+
+
+@reference_app.command("setup")
+def reference_setup(
+    version: str = typer.Option("3.6.0", help="upstream triton version to install"),
+):
+    """Install upstream Triton into <data dir>/reference-venv and check it compiles for sm_90 here."""
+    from tritriage.collect.reference import reference_command
+
+    _exit(reference_command("setup", version))
+
+
+@reference_app.command("status")
+def reference_status():
+    """Say whether the reference compiler is set up, and its version."""
+    from tritriage.collect.reference import reference_command
+
+    _exit(reference_command("status"))
+
+
+# --------------------------------------------------------------------------
+# vLLM's own tests
+
+
+@app.command("test")
+def test_cmd(
+    path: Path = typer.Argument(..., help="root of a vLLM checkout (a git checkout: wheels ship no tests/)"),
+    kernel: Optional[List[str]] = typer.Option(None, "--kernel", "-k", help="only tests of this kernel (id or bare name)"),
+    file: Optional[List[str]] = typer.Option(None, "--file", help="only tests of this kernel source file"),
+    python: Optional[str] = typer.Option(None, help="interpreter that has vLLM (and torch_npu) installed "
+                                                    "(default: this one)"),
+    device: str = typer.Option("npu", help="where the tests run: npu, cuda or cpu"),
+    timeout: float = typer.Option(900.0, help="seconds per test command before it is killed"),
+    catalog: Optional[List[Path]] = typer.Option(None, "--catalog", help="extra catalog directory (tests: commands)"),
+    list_only: bool = typer.Option(False, "--list", help="show which tests map to which kernel file; run nothing"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON instead of the table"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress lines"),
+):
+    """Run the vLLM tests that exercise each kernel file and classify every failing case.
+
+    Tests come from the catalog's `tests:` commands and from the imports of
+    PATH/tests/**/test_*.py.  Verdicts join the latest scan of PATH in the
+    store.  When vLLM or the device is missing, nothing runs: every test is
+    recorded as not run, with the reason.
+    """
+    from tritriage.collect.vtests_cmd import run_tests_command
+
+    _exit(run_tests_command(path, python=python, device=device, timeout=timeout, kernels=kernel or (),
+                            files=file or (), catalog_dirs=[str(c) for c in (catalog or [])], json_out=json_out,
+                            list_only=list_only, quiet=quiet))
+
+
+# --------------------------------------------------------------------------
 # classify
 
 
@@ -168,11 +242,97 @@ def classify(
 
 
 # --------------------------------------------------------------------------
+# report
+
+
+@app.command()
+def report(
+    md: bool = typer.Option(False, "--md", help="markdown checklist (the porting team's report)"),
+    json_out: bool = typer.Option(False, "--json", help="the full run as JSON (schema_version 1)"),
+    junit: bool = typer.Option(False, "--junit", help="JUnit XML: one testcase per kernel and spec"),
+    sarif: bool = typer.Option(False, "--sarif", help="SARIF 2.1.0 for code-scanning views"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="write to FILE instead of stdout"),
+    run: Optional[int] = typer.Option(None, "--run", help="run id (default: the latest scan)"),
+    diff: bool = typer.Option(False, "--diff", help="show what changed against the previous scan of the same "
+                                                    "checkout (or the run named by --against)"),
+    against: Optional[int] = typer.Option(None, "--against", metavar="RUN",
+                                          help="run to diff against (implies --diff)"),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", metavar="new-failures|any-failure",
+                                          help="exit 1 when a kernel newly fails (against the previous scan "
+                                               "or --against RUN) or when any kernel fails"),
+    template: Optional[Path] = typer.Option(None, "--template", help="jinja2 template replacing the markdown one"),
+    max_detail_lines: int = typer.Option(40, "--max-detail-lines", help="lines kept per diagnostic in --md"),
+    max_bytes: int = typer.Option(900 * 1024, "--max-bytes", help="size budget of --md (GitHub job summaries "
+                                                                  "take 1 MiB)"),
+):
+    """Render a stored scan: terminal table, --md, --json, --junit or --sarif; --diff for changes.
+
+    Works from any directory on the latest scan (--run ID for another).
+    `report --diff` compares with the previous scan of the same checkout,
+    `report --diff --against 12` with run 12.
+    """
+    from tritriage.report.command import report_command
+
+    chosen = [name for name, on in (("md", md), ("json", json_out), ("junit", junit), ("sarif", sarif)) if on]
+    if len(chosen) > 1:
+        raise UserError(f"choose one format, not --{' and --'.join(chosen)}")
+    _exit(report_command(fmt=chosen[0] if chosen else "terminal", output=output, run_id=run, diff=diff,
+                         against=against, fail_on=fail_on, template=template, max_detail_lines=max_detail_lines,
+                         max_bytes=max_bytes))
+
+
+# --------------------------------------------------------------------------
+# trace and repro
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def trace(
+    command: List[str] = typer.Argument(..., help="the command to run, after --: tritriage trace -- pytest ..."),
+    checkout: Optional[Path] = typer.Option(None, "--checkout", help="checkout the kernels belong to "
+                                                                     "(default: the current directory)"),
+    write: Optional[Path] = typer.Option(None, "--write", help="also write the specs as catalog YAML here, "
+                                                               "for review"),
+    no_save: bool = typer.Option(False, "--no-save", help="do not add the specs to tritriage's traced specs"),
+    bench_configs: bool = typer.Option(False, "--bench-configs", help="keep the launches autotune makes while "
+                                                                      "benchmarking configs"),
+    no_interpreter_fixes: bool = typer.Option(False, "--no-interpreter-fixes",
+                                              help="leave triton-ascend's interpreter as it is "
+                                                   "(TRITON_INTERPRET=1 with autotune then fails on CPU)"),
+    keep_records: Optional[Path] = typer.Option(None, "--records", help="keep the raw launch records here"),
+):
+    """Run COMMAND and record the spec of every Triton launch it makes (exit code: the command's)."""
+    from tritriage.collect.trace import trace_command
+
+    result = trace_command(command, checkout=checkout, write=write, save_specs=not no_save,
+                           bench_configs=bench_configs, interpreter_fixes=not no_interpreter_fixes,
+                           keep_records=keep_records)
+    _exit(result.exit_code)
+
+
+@app.command()
+def repro(
+    kernel: str = typer.Option(..., "--kernel", "-k", help="kernel id or bare name"),
+    spec: Optional[str] = typer.Option(None, "--spec", help="spec name (default: the first failing one)"),
+    run: Optional[int] = typer.Option(None, "--run", help="run id (default: the latest scan)"),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="script path ('-' prints it)"),
+    compile_only: bool = typer.Option(False, "--compile-only", help="a script that compiles only: no device needed"),
+    ir: bool = typer.Option(False, "--ir", help="a shell script that replays only the failing stage's tool on "
+                                                "its saved input"),
+):
+    """Write a standalone script that reproduces KERNEL's verdict from a stored scan."""
+    from tritriage.report.repro import repro_command
+
+    repro_command(kernel=kernel, spec=spec, run_id=run, output=output, compile_only=compile_only, ir=ir)
+
+
+# --------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns a command's typer.Exit code
+        # instead of raising it: keep it, or `--fail-on` and doctor exit 0.
+        code = app(args=argv, standalone_mode=False)
     except UserError as e:
         print(f"tritriage: error: {e}", file=sys.stderr)
         sys.exit(e.code)
@@ -193,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
             print("tritriage: aborted", file=sys.stderr)
             sys.exit(130)
         raise
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

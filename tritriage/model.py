@@ -274,6 +274,48 @@ class Diagnosis(Record):
     excerpt: str = ""  # the cleaned lines that explain the failure
 
 
+# --------------------------------------------------------------------------
+# collect: vLLM's own tests (``tritriage test``)
+
+# Test case outcomes.  "error" is pytest's: a collection, setup or teardown
+# failure; "not-run" carries the reason in ``TestResult.reason``.
+TEST_OUTCOMES: tuple[str, ...] = ("passed", "failed", "error", "skipped", "timeout", "not-run")
+
+
+@dataclass(frozen=True)
+class TestMapping(Record):
+    """One test command that exercises a kernel source file.
+
+    ``command`` is None for a file no test was found for.
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    kernel_file: str  # relative to the checkout
+    command: str | None  # as the catalog writes it, or "pytest <test file>"
+    source: str = ""  # catalog | imports
+    via: str = ""  # why: the import that links them, or the caller file a helper is reached from
+    kernels: tuple[str, ...] = ()  # kernel ids of the file it exercises; () = the whole file
+
+
+@dataclass(frozen=True)
+class TestResult(Record):
+    """The verdict of one test case, or of a whole command that did not run."""
+
+    __test__ = False
+
+    command: str
+    test_file: str  # relative to the checkout; "" when the command names none
+    case: str  # "test_fn[param]", "TestCls::test_fn", "(collection)"; "" = the whole command
+    outcome: str  # one of TEST_OUTCOMES
+    kernel_files: tuple[str, ...] = ()  # the kernel files the command is mapped to
+    diagnosis: Diagnosis | None = None  # failures, errors and timeouts only
+    seconds: float = 0.0
+    reason: str = ""  # why not run, or why skipped
+    output: str = ""  # failure text and captured output, capped
+    log: str | None = None  # the command's full output, saved on disk
+
+
 _NESTED: dict[tuple[str, str], type] = {
     ("Kernel", "params"): Param,
     ("Kernel", "launch_sites"): LaunchSite,
@@ -282,4 +324,5 @@ _NESTED: dict[tuple[str, str], type] = {
     ("Inventory", "skipped"): SkippedFile,
     ("CompileResult", "stages"): StageResult,
     ("Diagnosis", "location"): Location,
+    ("TestResult", "diagnosis"): Diagnosis,
 }

@@ -1,0 +1,117 @@
+"""The SQLite results store: what scan writes is what report and rerun read."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tritriage.model import CompileResult, Diagnosis, Kernel, Location, Param, Spec, StageResult
+from tritriage.store import Store, data_dir
+
+
+def _result(kernel="vllm.ops.k", spec="default", outcome="failed", **kw) -> CompileResult:
+    stages = (
+        StageResult("frontend", "passed", seconds=0.01),
+        StageResult("ttir", "passed", seconds=0.002),
+        StageResult("linalg", "failed", "triton-adapter-opt exited with status 1\nerror: bad", 0.05,
+                    ("/x/triton-adapter-opt", "/tmp/k.ttir.mlir", "-o", "/tmp/out"), "/art/kernel.ttir.mlir"),
+        StageResult("binary", "not-run", "not reached: linalg failed"),
+    )
+    base = dict(kernel=kernel, spec=spec, outcome=outcome, stages=stages, log="noise\n", error="error: bad",
+                seconds=0.1, compiler_seconds=0.062, signal=None, flaky=False, artifacts_dir="/art")
+    base.update(kw)
+    return CompileResult(**base)
+
+
+def _new_run(store: Store, checkout="/src/vllm") -> int:
+    return store.new_run(checkout=checkout, commit="abc123", triton_ascend="3.2.0", cann=None, arch="Ascend910B",
+                         python="/usr/bin/python3", stages_available=["frontend", "ttir", "linalg"],
+                         argv=["tritriage", "scan", checkout], settings={"timeout": 120})
+
+
+def test_data_dir_follows_tritriage_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITRIAGE_HOME", str(tmp_path / "h"))
+    assert data_dir() == tmp_path / "h"
+    with Store.open() as store:
+        assert store.path == tmp_path / "h" / "tritriage.db"
+        run_id = _new_run(store)
+        assert store.artifacts_dir(run_id, "vllm.ops.k", "bf16/large") == \
+            tmp_path / "h" / "runs" / str(run_id) / "vllm.ops.k" / "bf16_large"
+    mode = sqlite3.connect(str(tmp_path / "h" / "tritriage.db")).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_result_round_trip_with_stages_and_diagnosis(tmp_path):
+    diag = Diagnosis(cls="ConvertTritonIRToLinalgIR", subclass="bad", fingerprint="f00",
+                     location=Location("vllm/ops.py", 12, 3, "x = 1"))
+    spec = Spec(kernel="vllm.ops.k", name="default", signature={"x": "*fp16"}, constexprs={"B": 64})
+    with Store.open(tmp_path / "db") as store:
+        run_id = _new_run(store)
+        store.add_result(run_id, _result(), diag, "key1", spec=spec, timeout=120, memory_mb=8192)
+    with Store.open(tmp_path / "db") as store:  # a fresh process would see the same
+        [got] = store.results(run_id)
+        assert got.result == _result()
+        assert got.spec == spec and got.diagnosis == diag and got.diagnosis_class == "ConvertTritonIRToLinalgIR"
+        assert got.failed_stage == "linalg" and got.cache_key == "key1"
+        assert store.result(run_id, "vllm.ops.k", "default").result.stage("linalg").command[0] == \
+            "/x/triton-adapter-opt"
+        run = store.run(run_id)
+        assert (run.checkout, run.commit, run.cann, run.status) == ("/src/vllm", "abc123", None, "running")
+        assert run.stages_available == ["frontend", "ttir", "linalg"]
+
+
+def test_rerun_replaces_the_result_and_its_stages(tmp_path):
+    with Store.open(tmp_path / "db") as store:
+        run_id = _new_run(store)
+        store.add_result(run_id, _result(), None, "k")
+        passed = CompileResult(kernel="vllm.ops.k", spec="default", outcome="passed-to-linalg",
+                               stages=(StageResult("frontend", "passed"), StageResult("binary", "not-run", "no CANN")))
+        store.add_result(run_id, passed, None, "k2")
+        [got] = store.results(run_id)
+        assert got.outcome == "passed-to-linalg" and [s.stage for s in got.result.stages] == ["frontend", "binary"]
+        assert store.done(run_id) == {("vllm.ops.k", "default")}
+
+
+def test_cache_lookup_respects_limits(tmp_path):
+    with Store.open(tmp_path / "db") as store:
+        run_id = _new_run(store)
+        store.add_result(run_id, _result(outcome="timeout"), None, "slow", timeout=10, memory_mb=100)
+        store.add_result(run_id, _result(kernel="other", outcome="failed"), None, "plain", timeout=10)
+        assert store.cached("slow", timeout=10) is not None
+        assert store.cached("slow", timeout=300) is None, "a longer timeout might let it finish"
+        assert store.cached("plain", timeout=300).outcome == "failed"
+        assert store.cached("missing") is None
+        # Results copied from the cache are not themselves cache sources.
+        run2 = _new_run(store)
+        store.add_result(run2, _result(kernel="other"), None, "plain", cached_from=run_id)
+        assert store.cached("plain").run_id == run_id
+
+
+def test_worker_deaths_are_not_cached(tmp_path):
+    with Store.open(tmp_path / "db") as store:
+        run_id = _new_run(store)
+        store.add_result(run_id, _result(outcome="crash", error="compile worker died: gone"), None, "k")
+        assert store.cached("k") is None
+
+
+def test_runs_are_listed_newest_first_per_checkout(tmp_path):
+    with Store.open(tmp_path / "db") as store:
+        a = _new_run(store, "/a")
+        b = _new_run(store, "/b")
+        store.finish_run(a, "interrupted")
+        assert store.latest_run().id == b
+        assert store.latest_run("/a").id == a and store.latest_run("/a").status == "interrupted"
+        assert store.latest_run("/a").finished is not None
+        assert [r.id for r in store.runs()] == [b, a]
+
+
+def test_kernels_keep_helpers(tmp_path):
+    ks = [Kernel(id="m.k", name="k", qualname="k", module="m", file="m.py", line=3, end_line=9,
+                 params=(Param("x"), Param("B", constexpr=True)), calls=("m.h",)),
+          Kernel(id="m.h", name="h", qualname="h", module="m", file="m.py", line=1, end_line=2, kind="helper")]
+    with Store.open(tmp_path / "db") as store:
+        run_id = _new_run(store)
+        store.add_kernels(run_id, ks)
+        got = {k.id: k for k in store.kernels(run_id)}
+        assert got["m.h"].kind == "helper" and got["m.k"].params[1].constexpr and got["m.k"].calls == ("m.h",)
+    assert Path(tmp_path / "db").exists()
