@@ -291,8 +291,12 @@ class Store:
     def finish_run(self, run_id: int, status: str = "complete") -> None:
         self.conn.execute("UPDATE runs SET finished=?, status=? WHERE id=?", (time.time(), status, run_id))
 
-    def mark_running(self, run_id: int) -> None:
-        self.conn.execute("UPDATE runs SET status='running', finished=NULL WHERE id=?", (run_id,))
+    def mark_running(self, run_id: int, **settings) -> None:
+        """Mark a run as being written again (a resumed scan), updating ``settings`` keys."""
+        run = self.run(run_id)
+        merged = dict(run.settings if run else {}, **settings)
+        self.conn.execute("UPDATE runs SET status='running', finished=NULL, settings=? WHERE id=?",
+                          (json.dumps(merged, default=str), run_id))
 
     def run(self, run_id: int) -> Run | None:
         row = self.conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()

@@ -380,8 +380,12 @@ class WorkerPool:
                 return self._idle.pop()
         w = start_worker(self.settings)
         with self._lock:
-            self._workers.append(w)
-        return w
+            if not self._stop.is_set():
+                self._workers.append(w)
+                return w
+        # The pool closed while this worker was starting: nobody would close it.
+        w.close(kill=True)
+        raise WorkerDied("the pool is closed")
 
     def warm_up(self) -> None:
         """Start every worker now, in parallel (benchmarks; otherwise lazy)."""

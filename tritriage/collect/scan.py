@@ -19,6 +19,7 @@ import hashlib
 import inspect
 import os
 import signal
+import socket
 import sys
 import time
 from collections import Counter
@@ -508,7 +509,8 @@ def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, r
     """The run to write into, and the pairs it already holds."""
     if resume is not False:
         last = store.latest_run(checkout)
-        same = last is not None and last.status in ("running", "interrupted") and \
+        same = last is not None and (last.status == "interrupted" or
+                                     last.status == "running" and not _still_running(last)) and \
             last.settings.get("fingerprint") == _fingerprint(settings, env)
         if same:
             # Finished pairs of a checkout that has changed since are not worth
@@ -516,7 +518,7 @@ def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, r
             then = {k.id: k.source_hash for k in store.kernels(last.id)}
             same = all(then.get(k.id) == k.source_hash for k in inventory.kernels)
         if same:
-            store.mark_running(last.id)
+            store.mark_running(last.id, pid=os.getpid(), host=socket.gethostname())
             store.add_kernels(last.id, inventory.kernels)
             return last.id, store.done(last.id)
         if resume:
@@ -531,10 +533,26 @@ def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, r
         settings={"arch": settings.arch, "timeout": settings.timeout, "memory_mb": settings.memory_mb,
                   "python": settings.python, "adapter": settings.adapter,
                   "catalog_dirs": [str(Path(d).resolve()) for d in catalog_dirs],
+                  "pid": os.getpid(), "host": socket.gethostname(),
                   "fingerprint": _fingerprint(settings, env)},
     )
     store.add_kernels(run_id, inventory.kernels)
     return run_id, set()
+
+
+def _still_running(run) -> bool:
+    """Whether the scan that wrote ``run`` is alive (a run left 'running' by a
+    killed scan may be resumed; one that another scan is writing may not)."""
+    pid, host = run.settings.get("pid"), run.settings.get("host")
+    if not pid or host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OSError):
+        return True
+    return int(pid) != os.getpid()
 
 
 def _fingerprint(settings: Settings, env: EnvReport) -> str:

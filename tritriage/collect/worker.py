@@ -1252,6 +1252,9 @@ def main(argv: list[str] | None = None) -> int:
         server.serve(sys.stdin)
     finally:
         server.kill_child()
+        jobs_dir = os.environ.get("TRITRIAGE_JOBS_DIR")
+        if jobs_dir and os.path.basename(jobs_dir).startswith("tritriage-worker-"):
+            shutil.rmtree(jobs_dir, ignore_errors=True)  # the tool made it for this worker alone
     return 0
 
 
