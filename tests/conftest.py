@@ -7,7 +7,9 @@ from PyPI once and unpack its ``vllm/*.py`` into a cache shared by every run
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,7 +19,10 @@ CACHE = Path(os.environ.get("TRITRIAGE_TEST_CACHE", Path.home() / ".cache" / "tr
 FIXTURES = Path(__file__).parent / "fixtures"
 
 # Tests never touch the user's store or caches (runs, discovery cache, reference venv).
-os.environ.setdefault("TRITRIAGE_HOME", tempfile.mkdtemp(prefix="tritriage-test-home-"))
+if "TRITRIAGE_HOME" not in os.environ:
+    _home = tempfile.mkdtemp(prefix="tritriage-test-home-")
+    os.environ["TRITRIAGE_HOME"] = _home
+    atexit.register(shutil.rmtree, _home, True)
 
 
 def vllm_sources(version: str) -> Path:

@@ -386,3 +386,20 @@ def test_cli_table_groups_root_causes(capsys):
     assert classify_command(paths, json_out=False, checkout=None) == 0
     out = capsys.readouterr().out
     assert "2 log(s), 1 distinct root cause(s)" in out
+
+
+def test_frontend_error_points_at_the_checkout_line_the_worker_appends():
+    # The worker appends where "at L:C" (relative to the def) lies in the file.
+    text = (
+        "triton.compiler.errors.CompilationError: at 21:10:\n"
+        "    x = tl.extra.cuda.libdevice.round(y)\n"
+        "          ^\n"
+        "AttributeError(\"module 'triton.language.extra' has no attribute 'cuda'\")\n"
+        '  File "/ck/vllm/model_executor/layers/quantization/utils/int8_utils.py", line 109, in _per_token_quant_int8\n'
+    )
+    d = classify(text, checkout="/ck", stage="frontend", outcome="failed")
+    assert d.cls == "frontend"
+    assert str(d.location) == "vllm/model_executor/layers/quantization/utils/int8_utils.py:109:10"
+    elsewhere = classify(text.replace("/ck/", "/other/place/"), checkout="/other/place", stage="frontend",
+                         outcome="failed")
+    assert elsewhere.fingerprint == d.fingerprint

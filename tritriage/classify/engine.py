@@ -217,6 +217,14 @@ class Classifier:
         if exc == "CompilationError" and not message:
             message = "compilation error"
         loc = ("<kernel>", int(at.group("line")), int(at.group("col")))
+        # tritriage's worker appends where "at L:C" (counted from the def) lies
+        # in the checkout: a real file:line is worth more than "<kernel>:L".
+        for j in range(last + 1, min(last + 8, len(lines))):
+            real = _REAL_FILE.match(lines[j].text)
+            if real:
+                loc = (real.group("path"), int(real.group("line")), int(at.group("col")))
+                consumed.add(j)
+                break
         return Candidate(f"{exc}: {message}", W_FRONTEND, i, loc, source)
 
     # -------------------------------------------------------------- classifying
@@ -488,6 +496,9 @@ def _pick_loc(expr: str) -> tuple[str, int, int] | None:
     if not user:
         return items[0]
     return user[-1] if expr.lstrip().startswith("callsite") else user[0]
+
+
+_REAL_FILE = re.compile(r'^\s*File "(?P<path>[^"]+\.py)", line (?P<line>\d+)')
 
 
 def _location(cand: Candidate, checkout: str | None, roots: tuple[str, ...]) -> Location | None:

@@ -778,6 +778,11 @@ def _child_main(job: dict, workdir: str, memory_mb: int | None, server_pid: int,
         os.makedirs(cache, exist_ok=True)
         # A cache of its own, or a retried failure reads "already failed once".
         os.environ["TRITON_CACHE_DIR"] = cache
+        # triton-ascend's own TemporaryDirectory for the adapter's input is
+        # never cleaned when a hang or crash kills the compile: keep it in
+        # the job's work dir, which the server removes.
+        os.environ["TMPDIR"] = workdir
+        tempfile.tempdir = workdir
         os.environ["TRITON_DUMP_DIR"] = os.path.join(workdir, "dump")
         os.environ["TRITON_OVERRIDE_DIR"] = os.path.join(workdir, "override")
         rec = _Recorder(workdir)
