@@ -375,7 +375,7 @@ def test_json_holds_the_full_run_with_a_stable_schema(store, capsys):
     add_run(store, base_results())
     code, out, _ = cli(capsys, "report", "--json")
     data = json.loads(out)
-    assert list(data) == ["schema_version", "run", "totals", "kernels", "root_causes"]
+    assert list(data) == ["schema_version", "run", "totals", "kernels", "root_causes", "files"]
     assert data["schema_version"] == 1
     run = data["run"]
     assert {"checkout", "commit", "triton_ascend", "cann", "stages_available", "started"} <= set(run)

@@ -177,6 +177,21 @@ def test_fake_tree_every_verdict(fake, tmp_path):
     assert "tests not run" not in text
     assert "vllm-ascend gap: vLLM module vllm.vllm_flash_attn is missing on Ascend" in text
     assert "no test (1 kernel file):\n  vllm/vllm_flash_attn/rotary.py" in text
+
+    # The checklist shows the test verdicts beside the compile verdicts.
+    from tritriage.collect.discover import discover
+    from tritriage.report.markdown import render_markdown
+    from tritriage.report.machine import to_json_data
+    from tritriage.report.view import build_view
+
+    store.add_kernels(scan_run, discover(fake).kernels)
+    view = build_view(store, store.run(scan_run))
+    md = render_markdown(view)
+    section = md.split("### vllm/attention/prefix_prefill.py", 1)[1].split("\n### ", 1)[0]
+    assert "> vLLM tests: failed (1 failed): ConvertTritonIRToLinalgIR: cannot div 0!" in section
+    files = {f["file"]: f["test_verdict"] for f in to_json_data(view)["files"]}
+    assert files["vllm/sample/rejection_sampler.py"]["verdict"] == "passed"
+    assert files["vllm/vllm_flash_attn/rotary.py"]["verdict"] == "no test"
     store.close()
 
 

@@ -90,7 +90,9 @@ def scan(
     no_cache: bool = typer.Option(False, "--no-cache", help="recompile even unchanged kernels"),
     kernel: Optional[List[str]] = typer.Option(None, "--kernel", "-k", help="only this kernel (id or bare name)"),
     catalog: Optional[List[Path]] = typer.Option(None, "--catalog", help="extra spec catalog directory"),
-    reference: bool = typer.Option(False, "--reference", help="cross-check spec failures on upstream Triton"),
+    reference: Optional[bool] = typer.Option(
+        None, "--reference/--no-reference",
+        help="cross-check frontend failures on upstream Triton (default: when `tritriage reference setup` was run)"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress, one summary line (for CI)"),
     new: bool = typer.Option(False, "--new", help="start a new run even if the last one was interrupted"),
 ):
@@ -112,6 +114,12 @@ def scan(
         kernels=kernel or None, quiet=quiet, resume=False if new else None,
         catalog_dirs=[str(c) for c in (catalog or [])],
     )
+    if reference is None:
+        # The reference is what tells a bad spec from an Ascend gap: use it
+        # whenever it is there.
+        from tritriage.collect.reference import python as reference_python
+
+        reference = reference_python().exists()
     if reference:
         kwargs["reference"] = True
     _exit(scan_command(str(path), **kwargs))

@@ -65,6 +65,9 @@ class Pattern:
     hint: str | None
     examples: tuple[str, ...]
     fingerprint_location: bool = True  # False: one root cause whatever the construct
+    # A frontend failure known to be triton-ascend's (fp8, tl.extra.cuda...):
+    # even an inferred spec that meets it is sound, the gap is Ascend's.
+    ascend_gap: bool = False
 
     def match(self, line: str) -> re.Match | None:
         for rx in self.regexes:
@@ -180,7 +183,8 @@ def _load_patterns(path: Path) -> PatternSet:
             raise _fail(path, f"pattern '{pid}' field 'id'", "duplicate id")
         seen.add(pid)
         where = f"pattern '{pid}'"
-        unknown = set(entry) - {"id", "class", "regex", "subclass", "hint", "examples", "fingerprint_location"}
+        unknown = set(entry) - {"id", "class", "regex", "subclass", "hint", "examples", "fingerprint_location",
+                                "ascend_gap"}
         if unknown:
             raise _fail(path, f"{where}", f"unknown field(s) {', '.join(sorted(unknown))}")
         cls = entry.get("class")
@@ -212,7 +216,11 @@ def _load_patterns(path: Path) -> PatternSet:
         fl = entry.get("fingerprint_location", True)
         if not isinstance(fl, bool):
             raise _fail(path, f"{where} field 'fingerprint_location'", "must be true or false")
-        patterns.append(Pattern(pid, cls, regexes, sub.strip(), hint.strip() if hint else None, tuple(examples), fl))
+        gap = entry.get("ascend_gap", False)
+        if not isinstance(gap, bool):
+            raise _fail(path, f"{where} field 'ascend_gap'", "must be true or false")
+        patterns.append(Pattern(pid, cls, regexes, sub.strip(), hint.strip() if hint else None, tuple(examples), fl,
+                                gap))
 
     wrappers = tuple(
         _compile(path, f"wrappers #{i + 1}", rx)

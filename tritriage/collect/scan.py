@@ -216,6 +216,37 @@ def classify_result(result: CompileResult, checkout: str | None) -> Diagnosis | 
                          hint=f"classify raised {type(e).__name__}: {e}")
 
 
+SUSPECT_NOTE = ("[tritriage] an inferred spec was rejected by the triton-ascend frontend for a reason no "
+                "pattern knows as an Ascend gap: most likely the inferred types or values are wrong, not "
+                "Ascend; `tritriage scan --reference` tells the two apart on upstream Triton")
+
+
+def suspect_inferred_spec(result: CompileResult, diagnosis: Diagnosis | None, spec: Spec | None,
+                          checkout: str | None) -> tuple[CompileResult, Diagnosis | None]:
+    """A frontend failure of an *inferred* spec is the tool's until shown otherwise.
+
+    The issue is that a spec the frontend rejects for its types or shapes must
+    never be reported as an Ascend failure.  Without the reference that can
+    only be told by the error: failures a pattern marks ``ascend_gap`` (fp8,
+    ``tl.extra.cuda``...) stay Ascend's; any other becomes a spec-error that
+    ``--reference`` may turn back into an Ascend failure.
+    """
+    if (result.outcome != "failed" or result.failed_stage != "frontend" or spec is None
+            or spec.source != "inferred" or diagnosis is None or _known_gap(diagnosis)):
+        return result, diagnosis
+    import dataclasses
+
+    result = dataclasses.replace(result, outcome="spec-error", error=f"{result.error}\n\n{SUSPECT_NOTE}")
+    return result, classify_result(result, checkout)
+
+
+def _known_gap(diagnosis: Diagnosis) -> bool:
+    from tritriage.classify import load_patterns
+
+    p = load_patterns().by_id.get(diagnosis.pattern or "")
+    return bool(p is not None and p.ascend_gap)
+
+
 def describe(result: CompileResult, diagnosis: Diagnosis | None = None) -> str:
     """A verdict in a few words: 'passed-to-linalg', 'failed at linalg [cls: subclass]'..."""
     o = result.outcome
@@ -414,7 +445,10 @@ def run_scan(
                             if outcome not in PASSES and classified_by != classifier_version():
                                 # The rules changed since: classify the copy again.
                                 copy = store.result(run_id, k.id, name)
-                                store.add_result(run_id, copy.result, classify_result(copy.result, checkout), key,
+                                result, diagnosis = suspect_inferred_spec(
+                                    copy.result, classify_result(copy.result, checkout), s, checkout)
+                                outcome = result.outcome
+                                store.add_result(run_id, result, diagnosis, key,
                                                  spec=s, cached_from=copy.cached_from, timeout=settings.timeout,
                                                  memory_mb=settings.memory_mb, classifier=classifier_version())
                             summary.cached += 1
@@ -448,7 +482,8 @@ def _cross_check(store: Store, run_id: int, inventory: Inventory, python: str, j
 
     by_id = inventory.by_id()
     failed = [r for r in store.results(run_id)
-              if r.outcome == "failed" and r.failed_stage == "frontend" and r.kernel in by_id]
+              if r.kernel in by_id and r.failed_stage == "frontend"
+              and (r.outcome == "failed" or (r.outcome == "spec-error" and SUSPECT_NOTE in r.result.error))]
     if not failed:
         return
     if not quiet:
@@ -462,7 +497,8 @@ def _cross_check(store: Store, run_id: int, inventory: Inventory, python: str, j
                 continue
             note = f"\n\n[reference] {v.reason}"
             outcome = "failed" if v.reference else "spec-error"
-            result = dataclasses.replace(r.result, outcome=outcome, error=r.result.error + note)
+            error = r.result.error.replace(f"\n\n{SUSPECT_NOTE}", "")  # the reference decides now
+            result = dataclasses.replace(r.result, outcome=outcome, error=error + note)
             store.add_result(run_id, result, classify_result(result, inventory.root), r.cache_key, spec=r.spec,
                              cached_from=r.cached_from, classifier=classifier_version())
 
@@ -484,6 +520,7 @@ def _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progre
 
 
 def _record(store, run_id, result, diagnosis, key, checkout, settings, summary, on_result, spec=None) -> None:
+    result, diagnosis = suspect_inferred_spec(result, diagnosis, spec, checkout)
     store.add_result(run_id, result, diagnosis, key or None, spec=spec, timeout=settings.timeout,
                      memory_mb=settings.memory_mb, classifier=classifier_version())
     if key:

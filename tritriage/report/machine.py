@@ -26,7 +26,9 @@ JSON (``schema_version`` 1; keys always present, in this order)::
           "tests": [command...],
           "repro": command or null, "rerun": command or null
       }],
-      "root_causes": [{"fingerprint", "class", "subclass", "stage", "count", "kernels": [id...]}]
+      "root_causes": [{"fingerprint", "class", "subclass", "stage", "count", "kernels": [id...]}],
+      "files": [{"file", "tests": [command...], "test_verdict": null | {"verdict", "counts",
+                 "causes", "not_run", "run"}}]   # what `tritriage test` said of each file
     }
 
 JUnit: one ``<testsuite>`` per source file, one ``<testcase>`` per entry
@@ -108,7 +110,16 @@ def to_json_data(view: ReportView) -> dict:
         "kernels": [_kernel(view, kv) for kv in view.kernels],
         "root_causes": [{"fingerprint": c.fingerprint, "class": c.cls, "subclass": c.subclass, "stage": c.where,
                          "count": len(c.kernels), "kernels": list(c.kernels)} for c in view.root_causes],
+        "files": [{"file": f.file, "tests": list(f.tests), "test_verdict": _test_verdict(f.test_verdict)}
+                  for f in view.files],
     }
+
+
+def _test_verdict(tv) -> dict | None:
+    if tv is None:
+        return None
+    return {"verdict": tv.verdict, "counts": dict(tv.counts), "causes": list(tv.causes),
+            "not_run": list(tv.not_run), "run": tv.run_id}
 
 
 def render_json(view: ReportView) -> str:

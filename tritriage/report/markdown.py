@@ -13,7 +13,8 @@ A template receives:
     list of dicts: ``n``, ``cls``, ``subclass``, ``where``, ``count``,
     ``kernels`` (bare names), ``fingerprint``
 ``files``
-    list of dicts: ``file``, ``tests`` (commands), ``kernels`` (dicts:
+    list of dicts: ``file``, ``tests`` (commands), ``test_verdict`` (what
+    ``tritriage test`` said of the file, or ""), ``kernels`` (dicts:
     ``name``, ``checked``, ``note``), ``failures`` (dicts: ``summary``,
     ``hits`` (markdown), ``where``, ``fingerprint``, ``hint``, ``fence``,
     ``body`` (None when left out for size), ``cut`` (a note, or ""))
@@ -204,8 +205,10 @@ def context(view: ReportView, max_detail_lines: int = MAX_DETAIL_LINES) -> dict:
                 "stage": e.where, "fingerprint": e.fingerprint, "hint": e.hint or "",
                 "fence": fence_for(body), "body": body, "cut": note, "lines_cut": cut,
             })
+        tv = fv.test_verdict
         files.append({
             "file": fv.file, "tests": list(fv.tests),
+            "test_verdict": _inline(tv.summary()) if tv is not None and tv.verdict != "no test" else "",
             "kernels": [{"name": kv.kernel.qualname, "checked": kv.status == "passed", "status": kv.status,
                          "kind": kv.kernel.kind, "note": _kernel_note(view, kv)} for kv in fv.kernels],
             "failures": failures,

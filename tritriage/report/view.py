@@ -132,11 +132,34 @@ class FailureGroup:
 
 
 @dataclass(frozen=True)
+class TestVerdictView:
+    """What ``tritriage test`` said about one kernel file (vLLM's own tests)."""
+
+    __test__ = False
+
+    verdict: str  # no test | not run | passed | failed | skipped
+    counts: dict  # outcome -> test cases
+    causes: tuple[str, ...]  # "class: subclass" of failing cases, most frequent first
+    not_run: tuple[str, ...]  # reasons the tests could not run
+    run_id: int  # the run the test results were recorded in
+
+    def summary(self) -> str:
+        if self.verdict == "not run":
+            return "not run: " + ("; ".join(self.not_run) or "no result recorded")
+        counts = ", ".join(f"{n} {o}" for o, n in sorted(self.counts.items()) if n)
+        text = f"{self.verdict} ({counts})" if counts else self.verdict
+        if self.causes:
+            text += ": " + "; ".join(self.causes[:3]) + (" ..." if len(self.causes) > 3 else "")
+        return text
+
+
+@dataclass(frozen=True)
 class FileView:
     file: str
     kernels: tuple[KernelView, ...]  # in the order of the file
     tests: tuple[str, ...]
     failures: tuple[FailureGroup, ...]
+    test_verdict: TestVerdictView | None = None  # None: ``tritriage test`` never ran for this checkout
 
 
 @dataclass(frozen=True)
@@ -260,7 +283,7 @@ def build_view(store: Store, run: Run, *, catalog=None, clean_text=None) -> Repo
             views[k.id] = _helper_view(k, [views[c] for c in callers.get(k.id, ()) if c in views], kmap, catalog)
 
     ordered = tuple(views[k.id] for k in kernels)
-    files = _files(ordered, _test_map(store, run.id))
+    files = _files(ordered, _test_map(store, run.id), _test_verdicts(store, run))
     root_causes = _root_causes(ordered)
     totals = _totals(ordered, len(stored))
     latest = store.latest_run()
@@ -514,7 +537,25 @@ def _test_map(store: Store, run_id: int) -> dict[str, list[str]]:
     return out
 
 
-def _files(kernels: tuple[KernelView, ...], mapped: dict[str, list[str]]) -> tuple[FileView, ...]:
+def _test_verdicts(store: Store, run: Run) -> dict[str, TestVerdictView]:
+    """kernel file -> the verdict of vLLM's tests, from this run or, when
+    ``tritriage test`` ran against an earlier scan of the checkout, from the
+    newest run that has test results (tests are slow; scans are re-run)."""
+    from tritriage.collect.vtests import file_verdicts
+
+    for r in [run] + [r for r in store.runs(run.checkout) if r.id < run.id]:
+        mappings = store.test_map(r.id)
+        if not mappings:
+            continue
+        out = {}
+        for file, fv in file_verdicts(mappings, store.test_results(r.id)).items():
+            out[file] = TestVerdictView(fv.verdict, dict(fv.counts), tuple(fv.causes), tuple(fv.not_run), r.id)
+        return out
+    return {}
+
+
+def _files(kernels: tuple[KernelView, ...], mapped: dict[str, list[str]],
+           verdicts: dict[str, TestVerdictView] | None = None) -> tuple[FileView, ...]:
     by_file: dict[str, list[KernelView]] = {}
     for kv in kernels:
         by_file.setdefault(kv.kernel.file, []).append(kv)
@@ -534,7 +575,8 @@ def _files(kernels: tuple[KernelView, ...], mapped: dict[str, list[str]]) -> tup
                 specs = tuple(s.name for s in kv.specs if s.error is not None and s.error.fingerprint == e.fingerprint)
                 groups.setdefault(e.fingerprint, (e, []))[1].append(Hit(kv, specs, kv.via))
         out.append(FileView(file, tuple(kvs), tuple(tests),
-                            tuple(FailureGroup(e, tuple(h)) for e, h in groups.values())))
+                            tuple(FailureGroup(e, tuple(h)) for e, h in groups.values()),
+                            (verdicts or {}).get(file)))
     return tuple(out)
 
 
