@@ -4,14 +4,16 @@ Spec validation needs only Triton's frontend (Python AST to TTIR): a spec the
 frontend accepts fits the kernel.  The engine's worker drives every stage, so
 this small fork server does the one stage, for two compilers:
 
-* ``--target ascend``: triton-ascend (the tool's compile interpreter);
+* ``--target ascend``: triton-ascend (the tool's compile interpreter), through
+  the worker's own compile code (``stages.py``) stopped after the frontend, so
+  that a spec passes here exactly when the scan's frontend takes it;
 * ``--target cuda``: upstream Triton in the reference venv (``reference.py``),
   compiling for ``GPUTarget("cuda", 90, 32)``, which needs no GPU.  There it
   also runs the ``ttir`` stage, so "the reference compiles it" means more than
   parsing.
 
-It imports only the standard library, triton and ``tritriage.collect.loader``
-(run with ``PYTHONPATH`` at the directory holding ``tritriage``), reads one job
+It imports only the standard library, triton, ``tritriage.collect.stages``
+and ``tritriage.collect.loader`` (run with ``PYTHONPATH`` at the directory holding ``tritriage``), reads one job
 per line on stdin, ``{"id", "checkout", "file", "qualname", "spec"}``, and
 writes one result per line on stdout, ``{"id", "ok", "error", "seconds"}``.
 Each job runs in a forked child, so a hang or crash costs that job only.
@@ -28,33 +30,48 @@ import tempfile
 import time
 import traceback
 
+from tritriage.collect.stages import PASSES, Reporter, compile_kernel, tl_value, unwrap
+
 TIMEOUT = float(os.environ.get("TRITRIAGE_FRONTEND_TIMEOUT", "60"))
-
-
-def _tl_value(value):
-    if isinstance(value, str) and value.startswith("tl."):
-        import triton.language as tl
-        obj = getattr(tl, value[3:], None)
-        return value if obj is None else obj
-    return value
-
-
-def _unwrap(fn):
-    from triton.runtime.jit import JITFunction
-    for _ in range(8):
-        if isinstance(fn, JITFunction):
-            return fn
-        fn = getattr(fn, "fn", fn)
-    if not isinstance(fn, JITFunction):
-        raise TypeError(f"{fn!r} is not a triton.jit function")
-    return fn
 
 
 class SpecMismatch(Exception):
     """The spec does not name the kernel's parameters (stale or wrong)."""
 
 
+class _Failure(Reporter):
+    """Keeps the frontend's exception: a spec check words it for a verdict's
+    one-line reason, not for the classifier."""
+
+    exception = None
+
+    def failed(self, stage, e):
+        self.exception = e
+
+
+def check(job: dict, target_kind: str, workdir: str) -> None:
+    """Load, specialize and run the frontend; raise on any failure."""
+    from tritriage.collect.loader import load_kernel
+
+    fn = unwrap(load_kernel(job["checkout"], job["file"], job["qualname"]))
+    if target_kind == "ascend":
+        # Exactly what the scan's worker runs, up to the frontend.
+        rep = _Failure(workdir)
+        res = compile_kernel(fn, job["spec"], rep, arch=os.environ.get("TRITON_ASCEND_ARCH") or "Ascend910B3",
+                             stop_after="frontend")
+        if rep.exception is not None:
+            raise rep.exception
+        if res["outcome"] == "spec-error":
+            raise SpecMismatch(res["error"])
+        if res["outcome"] not in PASSES:
+            raise RuntimeError(res["error"])
+        return
+    _check_upstream(fn, job["spec"])
+
+
 def _split(fn, spec):
+    # Upstream Triton's ASTSource takes ``constexprs=``, triton-ascend's
+    # ``constants=``: stages.build_source speaks only the latter.
     sig_in = dict(spec.get("signature") or {})
     const_in = dict(spec.get("constexprs") or {})
     names = list(fn.arg_names)
@@ -65,7 +82,7 @@ def _split(fn, spec):
     for p in fn.params:
         if p.is_constexpr or p.name in const_in:
             if p.name in const_in:
-                constants[p.name] = _tl_value(const_in[p.name])
+                constants[p.name] = tl_value(const_in[p.name])
             elif getattr(p, "has_default", False):
                 constants[p.name] = p.default
             else:
@@ -78,30 +95,15 @@ def _split(fn, spec):
     return signature, constants
 
 
-def check(job: dict, target_kind: str) -> None:
-    """Load, specialize and run the frontend; raise on any failure."""
-    from tritriage.collect.loader import load_kernel
-
-    import triton  # noqa: F401
+def _check_upstream(fn, spec) -> None:
+    """Upstream Triton (the reference venv), for ``GPUTarget("cuda", 90, 32)``: frontend and ttir."""
     from triton._C.libtriton import ir
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from triton.compiler.compiler import make_backend
 
-    fn = _unwrap(load_kernel(job["checkout"], job["file"], job["qualname"]))
-    spec = job["spec"]
     signature, constants = _split(fn, spec)
     options = {k: v for k, v in (spec.get("options") or {}).items() if k in ("num_warps", "num_stages")}
-    if target_kind == "ascend":
-        target = GPUTarget("npu", os.environ.get("TRITON_ASCEND_ARCH") or "Ascend910B3", 0)
-        backend = make_backend(target)
-        src = ASTSource(fn, signature=signature, constants=constants)
-        opts = backend.parse_options(options)
-        ctx = ir.context()
-        ir.load_dialects(ctx)
-        backend.load_dialects(ctx)
-        src.make_ir(opts, backend.get_codegen_implementation(), backend.get_module_map(), ctx)
-        return
     target = GPUTarget("cuda", 90, 32)
     backend = make_backend(target)
     src = ASTSource(fn, signature=signature, constexprs=constants)
@@ -165,10 +167,11 @@ def _child(job, target_kind, wfd):
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="tritriage-fe-")
+    workdir = tempfile.mkdtemp(prefix="tritriage-fe-")
+    os.environ["TRITON_CACHE_DIR"] = workdir
     t0 = time.time()
     try:
-        check(job, target_kind)
+        check(job, target_kind, workdir)
         out = {"ok": True, "error": ""}
     except BaseException as e:  # noqa: BLE001 - every failure is a verdict
         kind = "loader" if type(e).__name__ == "LoaderError" else (

@@ -5,7 +5,10 @@ It is started by the tool (``engine.py``) as
 pointing at the directory that holds the ``tritriage`` package, so it must work
 in an environment that has triton-ascend and nothing else of tritriage's
 dependencies: it imports only the standard library, triton,
-``tritriage.model`` and ``tritriage.collect.loader``.
+``tritriage.model``, ``tritriage.collect.loader`` and
+``tritriage.collect.stages``, which does the compiling itself (loading the
+kernel, specializing it, driving triton-ascend's stages, wording failures);
+this file runs it in isolated children and reads what they leave behind.
 
 Protocol: one JSON object per line.  The worker's stdout is the protocol
 channel and nothing else may write to it, so fd 1 is moved away at start and
@@ -41,63 +44,19 @@ import tempfile
 import time
 import traceback
 
-from tritriage.model import FAILED, NOT_RUN, PASSED, STAGES, CompileResult, StageResult
+from tritriage.collect import stages
+from tritriage.collect.stages import DEFAULT_ARCH, OOM_MARKERS, STAGES, TOOL_OF_STAGE, cann_status, read_from, signame
+from tritriage.model import FAILED, NOT_RUN, PASSED, CompileResult, StageResult
 
-# Part of the result cache key: bump when a change here can change a verdict.
+# Part of the result cache key: bump when a change here or in stages.py can change a verdict.
 WORKER_VERSION = "2"
-
-DEFAULT_ARCH = "Ascend910B"
-CANN_MISSING = "CANN not found (ASCEND_HOME_PATH is not set)"
-
-# triton-ascend's stage names (the keys of backend.add_stages) -> tritriage's.
-STAGE_OF_EXT = {"ttir": "ttir", "ttadapter": "linalg", "npubin": "binary"}
-# The external tool that each stage runs.
-TOOL_OF_STAGE = {"linalg": "triton-adapter-opt", "binary": "bishengir-compile"}
-# MLIRCompilationError's stage names, for the black-box fallback.
-STAGE_OF_BANNER = {"ConvertTritonIRToLinalgIR": "linalg", "ConvertLinalgRToBinary": "binary", "MLIRCompile": "ttir"}
 
 # Memory is sampled this often while a child runs (seconds).
 POLL = 0.05
-# Text that says a process ran out of memory, in the output of a failed compile.
-OOM_MARKERS = ("std::bad_alloc", "MemoryError", "out of memory", "Cannot allocate memory",
-               "LLVM ERROR: out of memory")
 
 
 # --------------------------------------------------------------------------
 # environment probe
-
-
-def cann_status(env=None) -> dict:
-    """Where CANN's ``bishengir-compile`` is, or why the binary stage can't run."""
-    env = os.environ if env is None else env
-    home = env.get("ASCEND_HOME_PATH", "")
-    found = shutil.which("bishengir-compile", path=env.get("PATH"))
-    if not found and home:
-        for sub in ("bin", "compiler/bin", "tools/bishengir/bin"):
-            cand = os.path.join(home, sub, "bishengir-compile")
-            if os.access(cand, os.X_OK):
-                found = cand
-                break
-    if not home:
-        return {"home": None, "bishengir": found, "available": False, "reason": CANN_MISSING}
-    if not found:
-        return {"home": home, "bishengir": None, "available": False,
-                "reason": f"CANN found at {home} but bishengir-compile is not on PATH"}
-    return {"home": home, "bishengir": found, "available": True, "reason": "", "version": cann_version(home)}
-
-
-def cann_version(home: str) -> str | None:
-    for rel in ("version.cfg", "compiler/version.info", "ascend_toolkit_install.info", "version.info"):
-        path = os.path.join(home, rel)
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    key, _, value = line.partition("=")
-                    if key.strip().lower() in ("version", "toolkit_version", "runtime_running_version"):
-                        return value.strip().strip('"[]').split(":")[-1]
-        except OSError:
-            continue
-    return None
 
 
 def known_archs() -> list[str]:
@@ -178,83 +137,30 @@ def probe() -> dict:
 # the compile child
 
 
-class _Recorder:
+class _Recorder(stages.Reporter):
     """What the child has done so far, appended to a file the server can read
     even when the child dies or is killed mid-stage."""
 
-    def __init__(self, workdir: str):
-        self.workdir = workdir
+    def __init__(self, workdir: str, log_path: str, adapter: str | None = None):
+        super().__init__(workdir, log_path, adapter)
         self.path = os.path.join(workdir, "progress.jsonl")
         self.f = open(self.path, "a", buffering=1, encoding="utf-8")
-        self.stage: str | None = None
-        self.tool: dict | None = None
-        self.tools = 0  # external tool calls so far
 
     def event(self, **kw):
         self.f.write(json.dumps(kw, default=str) + "\n")
         self.f.flush()
 
     def start(self, stage: str):
-        self.stage = stage
-        self.tool = None
+        super().start(stage)
         self.event(start=stage, t=time.time())
 
-    def done(self, result: StageResult):
-        self.stage = None
-        self.event(done=result.to_dict())
+    def done(self, result: dict):
+        super().done(result)
+        self.event(done=result)
 
     def tool_call(self, argv: list[str], saved_input: str | None, out_path: str, err_path: str, stage: str):
-        self.tool = {"command": argv, "input": saved_input, "stage": stage}
+        super().tool_call(argv, saved_input, out_path, err_path, stage)
         self.event(tool=argv, input=saved_input, stage=stage, stdout=out_path, stderr=err_path)
-
-
-def _log_size(log_path: str) -> int:
-    try:
-        return os.path.getsize(log_path)
-    except OSError:
-        return 0
-
-
-def _read_from(path: str, offset: int = 0, limit: int = 2_000_000) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read(limit)
-    except OSError:
-        return ""
-    return clean_text(data)
-
-
-def clean_text(data: bytes | str | None) -> str:
-    """Tool output as text that SQLite, JSON and terminals accept."""
-    if data is None:
-        return ""
-    if isinstance(data, bytes):
-        data = data.decode("utf-8", errors="replace")
-    return data.translate(_CONTROL)
-
-
-# Control characters (a garbage-printing tool) would garble terminals and
-# reports; keep them visible as escapes instead.
-_CONTROL = {c: f"\\x{c:02x}" for c in range(32) if chr(c) not in "\n\t"}
-_CONTROL[127] = "\\x7f"
-
-
-def _tl_value(value):
-    """Spec constexpr values come from JSON: ``"tl.float16"`` means the dtype."""
-    if isinstance(value, str) and (value.startswith("tl.") or value.startswith("triton.language.")):
-        import triton.language as tl
-        obj = tl
-        for part in value.split(".")[1 if value.startswith("tl.") else 2:]:
-            obj = getattr(obj, part, None)
-            if obj is None:
-                return value
-        return obj
-    return value
-
-
-class SpecError(Exception):
-    pass
 
 
 # The most checkout files a server keeps parsed.
@@ -319,401 +225,25 @@ def _installed_imports(names: set[str], checkout: str) -> list[str]:
     return sorted(out)
 
 
-def _unwrap(fn):
-    # Autotuner / Heuristics wrap the JITFunction in ``.fn``.
-    from triton.runtime.jit import JITFunction
-    seen = 0
-    while not isinstance(fn, JITFunction) and hasattr(fn, "fn") and seen < 8:
-        fn = fn.fn
-        seen += 1
-    if not isinstance(fn, JITFunction):
-        raise SpecError(f"{fn!r} is not a triton.jit function")
-    return fn
-
-
-def build_source(fn, spec: dict):
-    """An ``ASTSource`` for ``fn`` specialized as ``spec`` says, or SpecError."""
-    from triton.compiler import ASTSource
-    from triton.compiler.code_generator import str_to_ty
-
-    sig_in = dict(spec.get("signature") or {})
-    const_in = dict(spec.get("constexprs") or {})
-    names = list(fn.arg_names)
-    unknown = sorted((set(sig_in) | set(const_in)) - set(names))
-    if unknown:
-        raise SpecError(f"spec names parameters the kernel does not have: {', '.join(unknown)} "
-                        f"(kernel parameters: {', '.join(names)})")
-    signature, constants, problems = {}, {}, []
-    for p in fn.params:
-        name = p.name
-        if p.is_constexpr or name in const_in:
-            if name in const_in:
-                constants[name] = _tl_value(const_in[name])
-            elif getattr(p, "has_default", False):
-                constants[name] = p.default
-            else:
-                problems.append(f"no value for constexpr {name}")
-                continue
-            signature[name] = "constexpr"
-            continue
-        ty = sig_in.get(name)
-        if ty is None:
-            problems.append(f"no type for parameter {name}")
-            continue
-        try:
-            str_to_ty(ty)
-        except Exception as e:  # noqa: BLE001 - triton raises assorted errors for bad type strings
-            problems.append(f"bad type {ty!r} for {name}: {e}")
-            continue
-        signature[name] = ty
-    if problems:
-        raise SpecError("; ".join(problems))
-    attrs = None
-    options = spec.get("options") or {}
-    hints = {}
-    for name in options.get("divisible_by_16") or ():
-        if name in names:
-            hints[names.index(name)] = 16
-    for name in options.get("equal_to_1") or ():
-        if name in names:
-            hints[names.index(name)] = 1
-    if hints:
-        # The backend's own descriptor class: ASTSource's default attrs is one.
-        attrs = type(ASTSource(fn, signature={}).attrs).from_hints(hints)
-    return ASTSource(fn, signature=signature, constants=constants, attrs=attrs)
-
-
-def _compile_options(spec: dict) -> dict:
-    skip = {"divisible_by_16", "equal_to_1"}
-    return {k: v for k, v in (spec.get("options") or {}).items() if k not in skip}
-
-
-def _install_tool_hook(job: dict, rec: _Recorder):
-    """Record each external tool call: exact command line and a copy of its input.
-
-    triton-ascend calls the tools with ``subprocess.run`` on files inside a
-    TemporaryDirectory that is gone by the time the stage has failed, so the
-    input must be copied before the tool runs.  The hook is also where a
-    stand-in adapter replaces ``triton-adapter-opt`` (its path is fixed to the
-    package directory).  The child is thrown away, so patching the module is
-    harmless.
-    """
-    import subprocess
-
-    real_run = subprocess.run
-    inputs = os.path.join(rec.workdir, "inputs")
-    adapter = job.get("adapter")
-
-    def run(cmd, *args, **kwargs):
-        stage = rec.stage
-        if stage == "compile" and isinstance(cmd, (list, tuple)) and cmd:
-            stage = {tool: st for st, tool in TOOL_OF_STAGE.items()}.get(os.path.basename(str(cmd[0])))
-        if stage not in TOOL_OF_STAGE or not isinstance(cmd, (list, tuple)) or "--help" in cmd:
-            return real_run(cmd, *args, **kwargs)
-        argv = [os.fspath(c) for c in cmd]
-        if adapter and os.path.basename(argv[0]) == "triton-adapter-opt":
-            argv[0] = adapter
-        saved = None
-        if len(argv) > 1 and os.path.isfile(argv[1]):
-            os.makedirs(inputs, exist_ok=True)
-            saved = os.path.join(inputs, os.path.basename(argv[1]))
-            shutil.copyfile(argv[1], saved)
-        # The tool writes to files, not pipes, so that what it printed before
-        # a timeout or a kill is still there for the server to read.
-        rec.tools += 1
-        n = rec.tools
-        out_path = os.path.join(rec.workdir, f"tool{n}.stdout")
-        err_path = os.path.join(rec.workdir, f"tool{n}.stderr")
-        rec.tool_call(argv, saved, out_path, err_path, stage)
-        check = kwargs.pop("check", False)
-        kwargs.pop("capture_output", None)
-        kwargs.pop("stdout", None)
-        kwargs.pop("stderr", None)
-        text = kwargs.get("text") or kwargs.get("universal_newlines") or kwargs.get("encoding")
-        with open(out_path, "wb") as fo, open(err_path, "wb") as fe:
-            done = real_run(argv, *args, stdout=fo, stderr=fe, **kwargs)
-        with open(out_path, "rb") as fo, open(err_path, "rb") as fe:
-            out, err = fo.read(), fe.read()
-        if text:
-            out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-        if check and done.returncode:
-            raise subprocess.CalledProcessError(done.returncode, argv, out, err)
-        return subprocess.CompletedProcess(argv, done.returncode, out, err)
-
-    subprocess.run = run
-
-
-def _failure_text(e: BaseException, log_path: str, log_from: int, jit_fn=None) -> tuple[str, int | None]:
-    """The full text of a stage failure and the tool's signal if it died by one."""
-    import subprocess
-
-    if isinstance(e, subprocess.CalledProcessError):
-        code = e.returncode
-        tool = os.path.basename(str(e.cmd[0])) if isinstance(e.cmd, (list, tuple)) and e.cmd else "tool"
-        sig = -code if code is not None and code < 0 else None
-        if sig:
-            head = f"{tool} was killed by signal {sig} ({_signame(sig)})"
-        else:
-            head = f"{tool} exited with status {code}"
-        parts = [head]
-        err = clean_text(e.stderr).rstrip()
-        out = clean_text(e.output).rstrip()
-        if err:
-            parts.append(err)
-        if out:
-            parts.append("[stdout]\n" + out)
-        return "\n".join(parts), sig
-    # In-process MLIR passes print their diagnostics to fd 2, not into the exception.
-    printed = _read_from(log_path, log_from).strip()
-    text = exception_text(e, jit_fn)
-    if printed:
-        text = printed + "\n" + text
-    return text, None
-
-
-def exception_text(e: BaseException, jit_fn=None) -> str:
-    """An exception as the user needs it: triton's CompilationError already
-    carries the kernel source and the position, its traceback is the code
-    generator's own recursion; other exceptions keep their traceback, minus
-    this file's frames."""
-    try:
-        from triton.compiler.errors import CompilationError
-    except Exception:  # noqa: BLE001
-        CompilationError = ()  # noqa: N806
-    if CompilationError and isinstance(e, CompilationError):
-        # The full traceback still goes to the log, where nothing is lost.
-        traceback.print_exception(type(e), e, e.__traceback__)
-        text = "".join(traceback.format_exception_only(type(e), e)).rstrip()
-        where = _compile_error_location(e, jit_fn)
-        return text + (f'\n  File "{where[0]}", line {where[1]}, in {where[2]}' if where else "")
-    te = traceback.TracebackException(type(e), e, e.__traceback__)
-    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != __file__])
-    return "".join(te.format()).rstrip()
-
-
-def _compile_error_location(e, jit_fn):
-    """File, line and function of a CompilationError: triton gives the line
-    within the function's source only, and the function may be a helper."""
-    src, node = getattr(e, "src", None), getattr(e, "node", None)
-    if jit_fn is None or not src or not hasattr(node, "lineno"):
-        return None
-    from triton.runtime.jit import JITFunction
-    candidates = [jit_fn] + [v for v in getattr(jit_fn, "__globals__", {}).values() if isinstance(v, JITFunction)]
-    for cand in candidates:
-        if getattr(cand, "src", None) != src:
-            continue
-        try:
-            import inspect
-            lines, first = inspect.getsourcelines(cand.fn)
-            def_offset = next(i for i, line in enumerate(lines) if line.lstrip().startswith("def "))
-            return cand.fn.__code__.co_filename, first + def_offset + node.lineno - 1, cand.__name__
-        except Exception:  # noqa: BLE001 - a location is a nicety
-            return None
-    return None
-
-
-def _signame(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"
-
-
-def _outcome_of(stages: list[StageResult]) -> str:
-    if any(s.status == FAILED for s in stages):
-        return "failed"
-    if all(s.status == PASSED for s in stages):
-        return "passed"
-    return "passed-to-linalg"
-
-
-def compile_job(job: dict, rec: _Recorder, log_path: str) -> CompileResult:
-    """Load the kernel, specialize it and drive triton-ascend's stages one by one."""
-    kernel_id, spec = job["kernel"], job["spec"]
-    spec_name = spec.get("name", "default")
+def compile_job(job: dict, rec: _Recorder) -> CompileResult:
+    """Load the kernel, then compile it as ``stages`` does."""
     t_start = time.time()
-    stages: list[StageResult] = []
-
-    def finish(outcome, error="", signal_=None):
-        # Stages that never started are listed as not run, so every result
-        # says something about every stage.
-        seen = {s.stage for s in stages}
-        why = "not reached: " + (f"{stages[-1].stage} failed" if stages and stages[-1].status == FAILED
-                                 else outcome)
-        for name in STAGES:
-            if name not in seen:
-                stages.append(StageResult(name, NOT_RUN, why))
-        order = {n: i for i, n in enumerate(STAGES)}
-        stages.sort(key=lambda s: order.get(s.stage, len(order)))
-        compiler_seconds = sum(s.seconds for s in stages)
-        return CompileResult(kernel=kernel_id, spec=spec_name, outcome=outcome, stages=tuple(stages),
-                             error=error, seconds=time.time() - t_start,
-                             compiler_seconds=compiler_seconds, signal=signal_)
-
-    # -- load
     rec.start("load")
     modules_before = set(sys.modules)
     try:
         from tritriage.collect.loader import load_kernel
-        fn = _unwrap(load_kernel(job["checkout"], job["file"], job["qualname"]))
-    except SpecError as e:
-        return finish("loader-error", str(e))
-    except Exception as e:  # noqa: BLE001 - LoaderError and anything the checkout's code raises
-        text = str(e) if type(e).__name__ == "LoaderError" else exception_text(e)
-        return finish("loader-error", text)
+        fn, text = stages.load(load_kernel, job["checkout"], job["file"], job["qualname"])
+    except Exception as e:  # noqa: BLE001 - tritriage's loader did not import
+        fn, text = None, stages.exception_text(e)
     finally:
         rec.event(imported=_installed_imports(set(sys.modules) - modules_before, job["checkout"]),
                   parsed=_parsed_files(job["checkout"]))
-
-    # -- specialize
-    try:
-        src = build_source(fn, spec)
-    except SpecError as e:
-        return finish("spec-error", str(e))
-
-    import triton  # noqa: F401
-    from triton._C.libtriton import ir
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler.compiler import make_backend
-
-    target = GPUTarget("npu", job.get("arch") or DEFAULT_ARCH, 0)
-    backend = make_backend(target)
-    try:
-        options = backend.parse_options(_compile_options(spec))
-    except Exception as e:  # noqa: BLE001
-        return finish("spec-error", f"bad compile options {_compile_options(spec)}: {type(e).__name__}: {e}")
-    _install_tool_hook(job, rec)
-    try:
-        pipeline: dict = {}
-        backend.add_stages(pipeline, options)
-        context = ir.context()
-        ir.load_dialects(context)
-        backend.load_dialects(context)
-        codegen_fns, module_map = backend.get_codegen_implementation(), backend.get_module_map()
-        if not callable(getattr(src, "make_ir", None)) or not pipeline or job.get("blackbox"):
-            raise AttributeError("no make_ir / stages (or the black box was asked for)")
-    except (AttributeError, TypeError):
-        # Another triton-ascend whose internals differ: compile as a black box.
-        return _compile_blackbox(src, target, _compile_options(spec), job, rec, log_path, fn, stages, finish)
-
-    def run_stage(name, fn_, *args):
-        rec.start(name)
-        log_from = _log_size(log_path)
-        t0 = time.time()
-        try:
-            out = fn_(*args)
-        except Exception as e:  # noqa: BLE001 - a stage failure is a verdict, whatever its type
-            text, sig = _failure_text(e, log_path, log_from, fn)
-            tool = rec.tool or {}
-            result = StageResult(name, FAILED, text, time.time() - t0,
-                                 tuple(tool.get("command") or ()), tool.get("input"))
-            stages.append(result)
-            rec.done(result)
-            return None, e, text, sig
-        tool = rec.tool or {}
-        result = StageResult(name, PASSED, "", time.time() - t0, tuple(tool.get("command") or ()))
-        stages.append(result)
-        rec.done(result)
-        return out, None, "", None
-
-    def failed(e, text, sig):
-        if isinstance(e, MemoryError) or any(m in text for m in OOM_MARKERS[:2]):
-            return finish("oom", text, sig)
-        return finish("failed", text, sig)
-
-    # -- frontend: Python AST to TTIR
-    def frontend():
-        module = src.make_ir(options, codegen_fns, module_map, context)
-        # triton.compile also hashes the source (before make_ir, but make_ir's
-        # errors say more), which resolves every global the kernel reaches: a
-        # failure there fails the compile too.
-        return src.hash(), module
-
-    out, err, text, sig = run_stage("frontend", frontend)
-    if err is not None:
-        return failed(err, text, sig)
-    key, module = out
-
-    metadata = {"hash": key, "target": target, **options.__dict__}
-    for ext, stage_fn in pipeline.items():
-        name = STAGE_OF_EXT.get(ext, ext)
-        if name == "binary" and not job.get("run_binary"):
-            stages.append(StageResult("binary", NOT_RUN, job.get("binary_reason") or CANN_MISSING))
-            continue
-        module_out, err, text, sig = run_stage(name, stage_fn, module, metadata)
-        if err is not None:
-            if name == "ttir":
-                # make_ttir rewrote the module in place; its input is the
-                # frontend's output, which a second frontend run gives again
-                # (cheaper than printing every module in case one fails).
-                saved = _save_frontend_ir(src, options, codegen_fns, module_map, backend, rec.workdir)
-                if saved:
-                    stages[-1] = StageResult(name, FAILED, stages[-1].reason, stages[-1].seconds, (), saved)
-            return failed(err, text, sig)
-        module = module_out
-    try:
-        context.disable_multithreading()
-    except Exception:
-        pass
-    return finish(_outcome_of(stages))
-
-
-def _save_frontend_ir(src, options, codegen_fns, module_map, backend, workdir: str) -> str | None:
-    try:
-        from triton._C.libtriton import ir
-        context = ir.context()
-        ir.load_dialects(context)
-        backend.load_dialects(context)
-        text = str(src.make_ir(options, codegen_fns, module_map, context))
-    except Exception:  # noqa: BLE001 - an artifact is a nicety; the verdict stands
-        return None
-    os.makedirs(os.path.join(workdir, "inputs"), exist_ok=True)
-    saved = os.path.join(workdir, "inputs", "kernel.frontend.ttir.mlir")
-    with open(saved, "w", encoding="utf-8") as f:
-        f.write(text)
-    return saved
-
-
-def _compile_blackbox(src, target, options: dict, job: dict, rec: "_Recorder", log_path: str, jit_fn,
-                      stages: list, finish):
-    """``triton.compile`` in one piece; the stages are told apart afterwards by
-    the exception (MLIRCompilationError names its stage) and the tools called."""
-    import triton
-
-    rec.start("compile")
-    log_from = _log_size(log_path)
-    t0 = time.time()
-    failed_at, error, sig = None, None, None
-    try:
-        triton.compile(src, target=target, options=options)
-    except Exception as e:  # noqa: BLE001
-        error, sig = _failure_text(e, log_path, log_from, jit_fn)
-        banner = getattr(e, "stage_name", None)
-        if banner in STAGE_OF_BANNER:
-            failed_at = STAGE_OF_BANNER[banner]
-            error = (_read_from(log_path, log_from).strip() + "\n" + str(e)).strip()
-        elif rec.tool:
-            failed_at = rec.tool.get("stage") or "linalg"
-        else:
-            # compile() wraps every stage's error in MLIRCompilationError; what
-            # is raised bare comes from before the stages: the frontend (make_ir,
-            # or the cache key, which resolves the kernel's globals).
-            failed_at = "frontend"
-    seconds = time.time() - t0
-    tool = rec.tool or {}
-    cann_missing = failed_at == "binary" and not job.get("run_binary")
-    for name in STAGES:
-        if failed_at is not None and name == failed_at:
-            if cann_missing:
-                stages.append(StageResult(name, NOT_RUN, job.get("binary_reason") or CANN_MISSING))
-            else:
-                stages.append(StageResult(name, FAILED, error, seconds, tuple(tool.get("command") or ()),
-                                          tool.get("input")))
-            break
-        stages.append(StageResult(name, PASSED, "", seconds if name == "frontend" else 0.0))
-    if failed_at is None or cann_missing:
-        return finish(_outcome_of(stages))
-    return finish("failed", error, sig)
+    if fn is None:
+        out = stages.result([], "loader-error", text, t_start=t_start)
+    else:
+        out = stages.compile_kernel(fn, job["spec"], rec, arch=job.get("arch"), run_binary=job.get("run_binary"),
+                                    binary_reason=job.get("binary_reason"), blackbox=job.get("blackbox"))
+    return CompileResult.from_dict(dict(out, kernel=job["kernel"], spec=job["spec"].get("name", "default")))
 
 
 _LIBC = None
@@ -785,9 +315,9 @@ def _child_main(job: dict, workdir: str, memory_mb: int | None, server_pid: int,
         tempfile.tempdir = workdir
         os.environ["TRITON_DUMP_DIR"] = os.path.join(workdir, "dump")
         os.environ["TRITON_OVERRIDE_DIR"] = os.path.join(workdir, "override")
-        rec = _Recorder(workdir)
+        rec = _Recorder(workdir, log_path, job.get("adapter"))
         try:
-            result = compile_job(job, rec, log_path)
+            result = compile_job(job, rec)
         except MemoryError:
             result = CompileResult(kernel=job["kernel"], spec=job["spec"].get("name", "default"),
                                    outcome="oom", error="MemoryError")
@@ -1005,7 +535,7 @@ class Server:
             imported, parsed = _progress_loads(workdir)
             self.to_preload.update(imported)
             self.to_parse.setdefault(job.get("checkout", ""), set()).update(parsed)
-        log = _read_from(os.path.join(workdir, "log.txt"))
+        log = read_from(os.path.join(workdir, "log.txt"))
         path = os.path.join(workdir, "result.json")
         if reason is None and os.path.exists(path):
             with open(path, encoding="utf-8") as f:
@@ -1021,7 +551,7 @@ class Server:
             outcome, why = "oom", f"memory use passed the limit of {memory_mb} MiB"
             sig = None
         elif sig is not None:
-            outcome, why = "crash", f"killed by signal {sig} ({_signame(sig)})"
+            outcome, why = "crash", f"killed by signal {sig} ({signame(sig)})"
             if any(m in log for m in OOM_MARKERS) and memory_mb:
                 outcome = "oom"
         else:
@@ -1031,7 +561,7 @@ class Server:
         if tool and current in TOOL_OF_STAGE:
             why += f" while running {os.path.basename(tool['command'][0])}"
             for stream in ("stderr", "stdout"):
-                seen = _read_from(tool[stream]) if tool.get(stream) else ""
+                seen = read_from(tool[stream]) if tool.get(stream) else ""
                 if seen.strip():
                     log += f"\n===== {os.path.basename(tool['command'][0])} {stream} (until it was stopped) =====\n{seen}"
         done = {s.stage for s in stages}

@@ -19,8 +19,9 @@ From a stored scan (the latest, or ``--run``) the kernel's result for a spec
   Self-contained by design: the script is meant to be mailed to whoever owns
   the compiler, or copied to an Ascend host that has triton-ascend and the
   checkout but not tritriage.  So it embeds tritriage's loader (compressed;
-  the loader is the exact code that loaded the kernel in the scan) and the
-  running part, ``repro_runtime.py`` (readable, verbatim).  Only the optional
+  the loader is the exact code that loaded the kernel in the scan), the
+  worker's compile code, ``collect/stages.py``, and the running part,
+  ``repro_runtime.py`` (both readable, verbatim).  Only the optional
   classification imports tritriage, from the installed package or else from
   the directory it was generated from.
 
@@ -48,14 +49,16 @@ import zlib
 from pathlib import Path
 from typing import Sequence
 
+from tritriage.collect import stages
+from tritriage.collect.stages import PASSES, TOOL_OF_STAGE
 from tritriage.errors import UserError
 from tritriage.model import Kernel
+from tritriage.report.repro_runtime import RESULT_TAG, TOOL_ENV
 from tritriage.store import Run, Store, StoredResult
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 RUNTIME = Path(__file__).resolve().parent / "repro_runtime.py"
-PASSES = ("passed", "passed-to-linalg")
-TOOL_ENV = {"triton-adapter-opt": "TRITON_ADAPTER_OPT", "bishengir-compile": "BISHENGIR_COMPILE"}
+STAGES_SOURCE = Path(stages.__file__)
 STAGE_CLASS = {"linalg": "ConvertTritonIRToLinalgIR", "binary": "ConvertLinalgRToBinary", "ttir": "frontend"}
 
 
@@ -223,7 +226,8 @@ def python_script(run: Run, stored: StoredResult, kernel: Kernel, *, compile_onl
         purpose=purpose, run_note=run_note, compile_only=compile_only,
         spec_source=spec.source, spec_origin=_doc(spec.origin), spec_text=_doc(_indent(spec_text)),
         launch=launch, launch_text=_doc(_indent(launch_text)),
-        config_json=config_json, runtime_source=RUNTIME.read_text().rstrip() + "\n",
+        config_json=config_json, stages_source=STAGES_SOURCE.read_text().rstrip() + "\n",
+        runtime_source=RUNTIME.read_text().rstrip() + "\n",
         loader_chunks=chunks, loader_sha=sha,
     )
     return _env().get_template("repro.py.j2").render(**ctx)
@@ -249,7 +253,7 @@ def ir_script(run: Run, stored: StoredResult, kernel: Kernel, script_name: str =
     tool = os.path.basename(tool_path)
     if tool not in TOOL_ENV:
         # A stand-in (tests) keeps the real tool's interface; name it after the stage's tool.
-        tool = {"linalg": "triton-adapter-opt", "binary": "bishengir-compile"}.get(stage_name, tool)
+        tool = TOOL_OF_STAGE.get(stage_name, tool)
     rest = argv[2:]
     shown = []
     args = []
@@ -328,8 +332,6 @@ def run_script(path: str | Path, args: Sequence[str] = (), python: str | None = 
                env: dict | None = None):
     """Run a reproducer (tests, CI); (exit code, output, the parsed result line or None)."""
     import subprocess
-
-    from tritriage.report.repro_runtime import RESULT_TAG
 
     proc = subprocess.run([python or sys.executable, str(path), *args], capture_output=True, text=True,
                           timeout=timeout, env=env)

@@ -1,12 +1,10 @@
-# The running part of every reproducer that `tritriage repro` writes: this
-# file is copied verbatim into the script, so it may use only the standard
-# library at import time (triton, torch and tritriage are imported where
-# needed, and only triton is required).  It compiles a kernel the way the
-# scan's worker (tritriage/collect/worker.py) does -- the same ASTSource, the
-# same stages driven one by one, the same failure text -- so that the
-# classifier gives the script's failure the class and fingerprint the scan
-# gave.  A change to how the worker compiles or words a failure belongs here
-# too; tests/test_repro.py compares the two on every failing vLLM kernel.
+# The running part of every reproducer that `tritriage repro` writes, pasted
+# into the script right after tritriage/collect/stages.py, which compiles the
+# kernel exactly as the scan's worker does (same code, so the same failure
+# text, class and fingerprint).  What is here is the reproducer's own:
+# printing, the time limit, launching on an NPU, classifying, main.  It may
+# use only the standard library at import time (triton, torch and tritriage
+# are imported where needed, and only triton is required).
 
 import json
 import os
@@ -16,23 +14,20 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
 
-STAGES = ("frontend", "ttir", "linalg", "binary")
-STAGE_OF_EXT = {"ttir": "ttir", "ttadapter": "linalg", "npubin": "binary"}
-TOOL_OF_STAGE = {"linalg": "triton-adapter-opt", "binary": "bishengir-compile"}
+if "compile_kernel" not in globals():
+    # Imported as tritriage's own module (for RESULT_TAG), not run as a
+    # script that has stages.py pasted above.
+    from tritriage.collect.stages import (FAILED, PASSES, TOOL_OF_STAGE, Reporter, cann_status, clean_text,
+                                          compile_kernel, compile_options, failure_text, load, result,
+                                          stage_result, tl_value)
+
 # Environment variables that replace a tool, for bisecting a compiler build.
 TOOL_ENV = {"triton-adapter-opt": "TRITON_ADAPTER_OPT", "bishengir-compile": "BISHENGIR_COMPILE"}
-PASSES = ("passed", "passed-to-linalg")
-OOM_MARKERS = ("std::bad_alloc", "MemoryError")
 RESULT_TAG = "TRITRIAGE-REPRO-RESULT"
 # Exit status: 0 the kernel compiled (and ran), 1 it failed, 125 this host
 # cannot tell (git bisect's "skip").
 EXIT_PASS, EXIT_FAIL, EXIT_CANNOT = 0, 1, 125
-
-
-class SpecError(Exception):
-    pass
 
 
 class StageTimeout(BaseException):
@@ -46,11 +41,13 @@ def say(text=""):
 
 
 # --------------------------------------------------------------------------
-# output capture: in-process MLIR passes print their diagnostics on fd 2
+# compiling, out loud
 
 
 class Captured:
-    """Send fds 1 and 2 to a file for the duration; ``text`` is what was printed."""
+    """Send fds 1 and 2 to a file for the duration (in-process MLIR passes
+    print their diagnostics on fd 2); ``text`` is what was printed, which is
+    also shown once the stage is over."""
 
     def __init__(self, workdir):
         self.path = os.path.join(workdir, "stage-output.txt")
@@ -84,16 +81,56 @@ class Captured:
         return False
 
 
-_CONTROL = {c: "\\x%02x" % c for c in range(32) if chr(c) not in "\n\t"}
-_CONTROL[127] = "\\x7f"
+class Narrator(Reporter):
+    """Says each stage as it runs and keeps those done, for a timeout's verdict."""
+
+    def __init__(self, workdir, adapter=None):
+        Reporter.__init__(self, workdir, adapter=adapter, tool_env=TOOL_ENV)
+        self.stages = []
+        self.t0 = 0.0
+
+    def start(self, stage):
+        Reporter.start(self, stage)
+        self.t0 = time.time()
+        say("stage %-8s ..." % stage)
+
+    def done(self, res):
+        Reporter.done(self, res)
+        self.stages.append(res)
+        say("stage %-8s %s (%.1f s)" % (res["stage"], "FAILED" if res["status"] == FAILED else res["status"],
+                                        time.time() - self.t0))
+
+    def skipped(self, res):
+        say("stage %-8s not run: %s" % (res["stage"], res["reason"]))
+
+    def capture(self):
+        return Captured(self.workdir)
 
 
-def clean_text(data):
-    if data is None:
-        return ""
-    if isinstance(data, bytes):
-        data = data.decode("utf-8", errors="replace")
-    return data.translate(_CONTROL)
+def compile_here(fn, config, run_binary, binary_reason, workdir):
+    """Compile as the scan did, saying each stage; (result dict, the stage that failed or None)."""
+    rep = Narrator(workdir, config.get("adapter"))
+    timeout = config.get("timeout")
+
+    def on_alarm(signum, frame):
+        raise StageTimeout()
+
+    if timeout:
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.alarm(int(max(1, timeout)))
+    try:
+        res = compile_kernel(fn, config["spec"], rep, arch=config.get("arch"), run_binary=run_binary,
+                             binary_reason=binary_reason)
+    except StageTimeout:
+        where = rep.stage or "compile"
+        done = rep.stages + ([stage_result(rep.stage, FAILED, "timed out")] if rep.stage else [])
+        res = result(done, "timeout", "timed out after %g s during %s" % (timeout, where))
+        return res, rep.stage
+    finally:
+        if timeout:
+            signal.alarm(0)
+    failed = [s for s in res["stages"] if s["status"] == FAILED]
+    return res, (failed[0]["stage"] if failed else None)
 
 
 # --------------------------------------------------------------------------
@@ -110,29 +147,13 @@ def loader_module():
     return loader
 
 
-def unwrap(fn):
-    from triton.runtime.jit import JITFunction
-
-    seen = 0
-    while not isinstance(fn, JITFunction) and hasattr(fn, "fn") and seen < 8:
-        fn = fn.fn
-        seen += 1
-    if not isinstance(fn, JITFunction):
-        raise SpecError("%r is not a triton.jit function" % (fn,))
-    return fn
-
-
-def load(checkout, rel_file, qualname):
+def load_here(checkout, rel_file, qualname):
     """(jit function, None) or (None, the loader's failure text)."""
     # Loaded as compiled code in any case: the launch path turns it into
     # interpreted code itself (``interpreted``).
     interpret = os.environ.pop("TRITON_INTERPRET", None)
     try:
-        return unwrap(loader_module().load_kernel(checkout, rel_file, qualname)), None
-    except SpecError as e:
-        return None, str(e)
-    except Exception as e:  # LoaderError, or anything the checkout's code raised
-        return None, str(e) if type(e).__name__ == "LoaderError" else exception_text(e)
+        return load(loader_module().load_kernel, checkout, rel_file, qualname)
     finally:
         if interpret is not None:
             os.environ["TRITON_INTERPRET"] = interpret
@@ -156,169 +177,6 @@ def interpreted(fn):
     return done[fn]
 
 
-def tl_value(value):
-    if isinstance(value, str) and (value.startswith("tl.") or value.startswith("triton.language.")):
-        import triton.language as tl
-
-        obj = tl
-        for part in value.split(".")[1 if value.startswith("tl.") else 2:]:
-            obj = getattr(obj, part, None)
-            if obj is None:
-                return value
-        return obj
-    return value
-
-
-def build_source(fn, spec):
-    """An ``ASTSource`` of ``fn`` specialized as ``spec`` says (as the worker builds it)."""
-    from triton.compiler import ASTSource
-    from triton.compiler.code_generator import str_to_ty
-
-    sig_in = dict(spec.get("signature") or {})
-    const_in = dict(spec.get("constexprs") or {})
-    names = list(fn.arg_names)
-    unknown = sorted((set(sig_in) | set(const_in)) - set(names))
-    if unknown:
-        raise SpecError("spec names parameters the kernel does not have: %s (kernel parameters: %s)"
-                        % (", ".join(unknown), ", ".join(names)))
-    signature, constants, problems = {}, {}, []
-    for p in fn.params:
-        name = p.name
-        if p.is_constexpr or name in const_in:
-            if name in const_in:
-                constants[name] = tl_value(const_in[name])
-            elif getattr(p, "has_default", False):
-                constants[name] = p.default
-            else:
-                problems.append("no value for constexpr %s" % name)
-                continue
-            signature[name] = "constexpr"
-            continue
-        ty = sig_in.get(name)
-        if ty is None:
-            problems.append("no type for parameter %s" % name)
-            continue
-        try:
-            str_to_ty(ty)
-        except Exception as e:
-            problems.append("bad type %r for %s: %s" % (ty, name, e))
-            continue
-        signature[name] = ty
-    if problems:
-        raise SpecError("; ".join(problems))
-    attrs = None
-    options = spec.get("options") or {}
-    hints = {}
-    for name in options.get("divisible_by_16") or ():
-        if name in names:
-            hints[names.index(name)] = 16
-    for name in options.get("equal_to_1") or ():
-        if name in names:
-            hints[names.index(name)] = 1
-    if hints:
-        from triton.compiler.compiler import make_backend  # noqa: F401 - registers the backend descriptor
-
-        attrs = type(ASTSource(lambda: None, signature={}).attrs)().from_hints(hints)
-    return ASTSource(fn, signature=signature, constants=constants, attrs=attrs)
-
-
-def compile_options(spec):
-    skip = ("divisible_by_16", "equal_to_1")
-    return {k: v for k, v in (spec.get("options") or {}).items() if k not in skip}
-
-
-# --------------------------------------------------------------------------
-# failure text, worded as the worker words it
-
-
-def exception_text(e, jit_fn=None):
-    try:
-        from triton.compiler.errors import CompilationError
-    except Exception:
-        CompilationError = ()
-    if CompilationError and isinstance(e, CompilationError):
-        traceback.print_exception(type(e), e, e.__traceback__)
-        text = "".join(traceback.format_exception_only(type(e), e)).rstrip()
-        where = compile_error_location(e, jit_fn)
-        return text + ('\n  File "%s", line %d, in %s' % where if where else "")
-    te = traceback.TracebackException(type(e), e, e.__traceback__)
-    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != __file__])
-    return "".join(te.format()).rstrip()
-
-
-def compile_error_location(e, jit_fn):
-    src, node = getattr(e, "src", None), getattr(e, "node", None)
-    if jit_fn is None or not src or not hasattr(node, "lineno"):
-        return None
-    import inspect
-
-    from triton.runtime.jit import JITFunction
-
-    candidates = [jit_fn] + [v for v in getattr(jit_fn, "__globals__", {}).values() if isinstance(v, JITFunction)]
-    for cand in candidates:
-        if getattr(cand, "src", None) != src:
-            continue
-        try:
-            lines, first = inspect.getsourcelines(cand.fn)
-            def_offset = next(i for i, line in enumerate(lines) if line.lstrip().startswith("def "))
-            return cand.fn.__code__.co_filename, first + def_offset + node.lineno - 1, cand.__name__
-        except Exception:
-            return None
-    return None
-
-
-def signame(sig):
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return "signal %d" % sig
-
-
-def failure_text(e, printed, jit_fn):
-    import subprocess
-
-    if isinstance(e, subprocess.CalledProcessError):
-        code = e.returncode
-        tool = os.path.basename(str(e.cmd[0])) if isinstance(e.cmd, (list, tuple)) and e.cmd else "tool"
-        sig = -code if code is not None and code < 0 else None
-        head = ("%s was killed by signal %d (%s)" % (tool, sig, signame(sig)) if sig
-                else "%s exited with status %s" % (tool, code))
-        parts = [head]
-        err = clean_text(e.stderr).rstrip()
-        out = clean_text(e.output).rstrip()
-        if err:
-            parts.append(err)
-        if out:
-            parts.append("[stdout]\n" + out)
-        return "\n".join(parts), sig
-    text = exception_text(e, jit_fn)
-    printed = (printed or "").strip()
-    if printed:
-        text = printed + "\n" + text
-    return text, None
-
-
-# --------------------------------------------------------------------------
-# the environment
-
-
-def cann_status():
-    """(available, why not): whether CANN's bishengir-compile can run the binary stage here."""
-    home = os.environ.get("ASCEND_HOME_PATH", "")
-    found = shutil.which("bishengir-compile")
-    if not found and home:
-        for sub in ("bin", "compiler/bin", "tools/bishengir/bin"):
-            cand = os.path.join(home, sub, "bishengir-compile")
-            if os.access(cand, os.X_OK):
-                found = cand
-                break
-    if not home:
-        return False, "CANN not found (ASCEND_HOME_PATH is not set)"
-    if not found:
-        return False, "CANN found at %s but bishengir-compile is not on PATH" % home
-    return True, ""
-
-
 def triton_version():
     try:
         from importlib import metadata
@@ -331,139 +189,6 @@ def triton_version():
             return "triton " + triton.__version__
         except Exception as e:
             return "no triton (%s)" % e
-
-
-# --------------------------------------------------------------------------
-# compiling
-
-
-def install_tool_hook(workdir, adapter, commands):
-    """Say each external tool call, keep a copy of its input, let an env var replace the tool."""
-    import subprocess
-
-    real_run = subprocess.run
-
-    def run(cmd, *args, **kwargs):
-        if not isinstance(cmd, (list, tuple)) or not cmd or "--help" in cmd:
-            return real_run(cmd, *args, **kwargs)
-        argv = [os.fspath(c) for c in cmd]
-        tool = os.path.basename(argv[0])
-        if tool not in TOOL_ENV:
-            return real_run(cmd, *args, **kwargs)
-        override = os.environ.get(TOOL_ENV[tool]) or (adapter if tool == "triton-adapter-opt" else None)
-        if override:
-            argv[0] = override
-        if len(argv) > 1 and os.path.isfile(argv[1]):
-            saved = os.path.join(workdir, os.path.basename(argv[1]))
-            shutil.copyfile(argv[1], saved)
-            commands.append((argv, saved))
-        else:
-            commands.append((argv, None))
-        return real_run(argv, *args, **kwargs)
-
-    subprocess.run = run
-
-
-def compile_kernel(fn, spec, arch, run_binary, binary_reason, workdir, timeout=None, adapter=None):
-    """Drive triton-ascend's stages one by one; a dict with outcome, stage, text, stages, commands."""
-    stages, commands = [], []
-    out = {"outcome": "", "stage": None, "text": "", "stages": stages, "commands": commands}
-
-    def finish(outcome, text=""):
-        seen = {s[0] for s in stages}
-        for name in STAGES:
-            if name not in seen:
-                stages.append((name, "not-run", 0.0))
-        order = {n: i for i, n in enumerate(STAGES)}
-        stages.sort(key=lambda s: order.get(s[0], len(order)))
-        out.update(outcome=outcome, text=text)
-        return out
-
-    try:
-        src = build_source(fn, spec)
-    except SpecError as e:
-        return finish("spec-error", str(e))
-    from triton._C.libtriton import ir
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler.compiler import make_backend
-
-    target = GPUTarget("npu", arch, 0)
-    backend = make_backend(target)
-    try:
-        options = backend.parse_options(compile_options(spec))
-    except Exception as e:
-        return finish("spec-error", "bad compile options %s: %s: %s" % (compile_options(spec), type(e).__name__, e))
-    pipeline = {}
-    backend.add_stages(pipeline, options)
-    context = ir.context()
-    ir.load_dialects(context)
-    backend.load_dialects(context)
-    install_tool_hook(workdir, adapter, commands)
-
-    def on_alarm(signum, frame):
-        raise StageTimeout()
-
-    if timeout:
-        signal.signal(signal.SIGALRM, on_alarm)
-        signal.alarm(int(max(1, timeout)))
-    t_start = time.time()
-
-    def run_stage(name, stage_fn, *args):
-        say("stage %-8s ..." % name)
-        t0 = time.time()
-        cap = Captured(workdir)
-        try:
-            with cap:
-                result = stage_fn(*args)
-        except StageTimeout:
-            stages.append((name, "failed", time.time() - t0))
-            out["stage"] = name
-            raise
-        except Exception as e:
-            text, _sig = failure_text(e, cap.text, fn)
-            stages.append((name, "failed", time.time() - t0))
-            out["stage"] = name
-            say("stage %-8s FAILED (%.1f s)" % (name, time.time() - t0))
-            return None, e, text
-        stages.append((name, "passed", time.time() - t0))
-        say("stage %-8s passed (%.1f s)" % (name, time.time() - t0))
-        return result, None, ""
-
-    def failed(e, text):
-        if isinstance(e, MemoryError) or any(m in text for m in OOM_MARKERS):
-            return finish("oom", text)
-        return finish("failed", text)
-
-    try:
-        module, err, text = run_stage("frontend", src.make_ir, options, backend.get_codegen_implementation(),
-                                      backend.get_module_map(), context)
-        if err is not None:
-            return failed(err, text)
-        metadata = {"hash": src.hash(), "target": target}
-        metadata.update(options.__dict__)
-        for ext, stage_fn in pipeline.items():
-            name = STAGE_OF_EXT.get(ext, ext)
-            if name == "binary" and not run_binary:
-                stages.append(("binary", "not-run", 0.0))
-                say("stage binary   not run: %s" % binary_reason)
-                continue
-            module_out, err, text = run_stage(name, stage_fn, module, metadata)
-            if err is not None:
-                return failed(err, text)
-            module = module_out
-    except StageTimeout:
-        where = out["stage"] or "compile"
-        return finish("timeout", "timed out after %g s during %s" % (timeout, where))
-    finally:
-        if timeout:
-            signal.alarm(0)
-    try:
-        context.disable_multithreading()
-    except Exception:
-        pass
-    out["seconds"] = time.time() - t_start
-    passed = {s[0] for s in stages if s[1] == "passed"} == set(STAGES)
-    return finish("passed" if passed else "passed-to-linalg")
 
 
 # --------------------------------------------------------------------------
@@ -595,7 +320,8 @@ def main(config, argv=None):
     os.environ["TRITON_CACHE_DIR"] = os.path.join(workdir, "triton-cache")
     os.environ["TRITON_DUMP_DIR"] = os.path.join(workdir, "dump")
     os.environ["TRITON_OVERRIDE_DIR"] = os.path.join(workdir, "override")
-    run_binary, binary_reason = cann_status()
+    cann = cann_status()
+    run_binary, binary_reason = cann["available"], cann["reason"]
     say("  here        %s; %s" % (triton_version(), "CANN present" if run_binary else binary_reason))
 
     data = config.get("launch")
@@ -607,7 +333,7 @@ def main(config, argv=None):
     say("  mode        %s" % mode)
     say("")
 
-    fn, text = load(checkout, config["file"], config["qualname"])
+    fn, text = load_here(checkout, config["file"], config["qualname"])
     if fn is None:
         outcome, stage, stages = "loader-error", None, []
         say("loading the kernel FAILED")
@@ -615,14 +341,13 @@ def main(config, argv=None):
         ok, text = launch_kernel(fn, spec, data, device)
         outcome, stage, stages = ("passed" if ok else "failed"), None, []
     else:
-        res = compile_kernel(fn, spec, config.get("arch") or "Ascend910B", run_binary, binary_reason, workdir,
-                             timeout=config.get("timeout"), adapter=config.get("adapter"))
-        outcome, stage, text, stages = res["outcome"], res["stage"], res["text"], res["stages"]
-        if stage in TOOL_OF_STAGE and res["commands"]:
-            cmd, saved = res["commands"][-1]
-            say("tool command: %s" % shlex.join(cmd))
-            if saved:
-                say("its input:    %s" % saved)
+        res, stage = compile_here(fn, config, run_binary, binary_reason, workdir)
+        outcome, text, stages = res["outcome"], res["error"], res["stages"]
+        failed = [s for s in stages if s["stage"] == stage]
+        if stage in TOOL_OF_STAGE and failed and failed[0]["command"]:
+            say("tool command: %s" % shlex.join(failed[0]["command"]))
+            if failed[0]["artifact"]:
+                say("its input:    %s" % failed[0]["artifact"])
 
     if text:
         say("----- compiler output " + "-" * 40)
@@ -648,7 +373,7 @@ def main(config, argv=None):
     elif not passed:
         say("(tritriage is not importable here: no class or fingerprint, the output above is the evidence)")
     summary = {"outcome": outcome, "stage": stage, "mode": "launch" if device else "compile",
-               "stages": {s[0]: s[1] for s in stages}}
+               "stages": {s["stage"]: s["status"] for s in stages}}
     if diag is not None:
         summary.update(diag)
     say("%s %s" % (RESULT_TAG, json.dumps(summary, sort_keys=True)))
