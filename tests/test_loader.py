@@ -474,3 +474,45 @@ def test_prefix_prefill_default_precision_fails_in_frontend_at_its_line(vllm085)
 
 if __name__ == "__main__":
     print(json.dumps(_sweep(Path(sys.argv[1]))))
+
+
+def _platform_tree(tmp_path, body):
+    (tmp_path / "vllm" / "platforms").mkdir(parents=True)
+    (tmp_path / "vllm" / "__init__.py").write_text("")
+    # As in vLLM: current_platform exists only through the module's __getattr__.
+    (tmp_path / "vllm" / "platforms" / "__init__.py").write_text(
+        "def __getattr__(name):\n    raise RuntimeError('vLLM resolves the platform at run time')\n")
+    (tmp_path / "vllm" / "k.py").write_text(
+        "import torch\nimport triton\nimport triton.language as tl\n"
+        "from vllm.platforms import current_platform\n\n" + body)
+    return tmp_path
+
+
+def test_run_time_platform_names_get_the_data_files_stand_in(tmp_path, capfd):
+    from tritriage.collect.loader import clear_cache, load_kernel
+
+    import torch
+
+    root = _platform_tree(tmp_path, (
+        "FP8 = current_platform.fp8_dtype()\n"
+        "FP8_MAX = torch.finfo(FP8).max\n"
+        "WARPS = 8 if current_platform.is_rocm() else 4\n\n"
+        "@triton.jit\ndef k(x_ptr):\n    tl.store(x_ptr, FP8_MAX + WARPS)\n"))
+    clear_cache()
+    fn = load_kernel(root, "vllm/k.py", "k")
+    assert fn.__globals__["FP8_MAX"] == torch.finfo(torch.float8_e4m3fn).max
+    assert fn.__globals__["WARPS"] == 4  # not ROCm
+    # The compile log says a stand-in was used.
+    assert "vllm.platforms.current_platform is bound only at run time" in capfd.readouterr().err
+
+
+def test_a_stand_in_without_the_asked_attribute_is_a_loader_error(tmp_path):
+    from tritriage.collect.loader import LoaderError, clear_cache, load_kernel
+
+    root = _platform_tree(tmp_path, (
+        "CAP = current_platform.something_new()\n\n"
+        "@triton.jit\ndef k(x_ptr):\n    tl.store(x_ptr, CAP)\n"))
+    clear_cache()
+    with pytest.raises(LoaderError) as info:
+        load_kernel(root, "vllm/k.py", "k")
+    assert "runtime_standins.json" in str(info.value)

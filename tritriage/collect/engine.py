@@ -136,8 +136,33 @@ def cache_key(kernel: Kernel, spec: Spec, inventory: Inventory | None, settings:
         "compiler": compiler_version,
         "settings": settings.cache_fields(),
         "worker": WORKER_VERSION,
+        "tool": _tool_digest(),
     }, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+_TOOL_DIGEST: str | None = None
+
+
+def _tool_digest() -> str:
+    """The code and data that decide how a kernel is loaded and compiled.
+
+    A change to the loader, the stage driver or the run-time stand-ins can
+    change a verdict, so it must miss the cache without anyone bumping a
+    version by hand.
+    """
+    global _TOOL_DIGEST
+    if _TOOL_DIGEST is None:
+        here = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for p in (here / "loader.py", here / "stages.py", here / "worker.py",
+                  here.parent / "data" / "runtime_standins.json"):
+            try:
+                h.update(p.read_bytes())
+            except OSError:
+                h.update(p.name.encode())
+        _TOOL_DIGEST = h.hexdigest()[:16]
+    return _TOOL_DIGEST
 
 
 class WorkerDied(Exception):

@@ -148,6 +148,12 @@ def _loader_payload() -> tuple[list[str], str]:
     return [blob[i:i + 76] for i in range(0, len(blob), 76)], hashlib.sha256(src).hexdigest()[:16]
 
 
+def _standins_literal() -> str:
+    from tritriage.collect import loader
+
+    return repr(json.dumps(loader._standins(), sort_keys=True))
+
+
 def _common(run: Run, stored: StoredResult, kernel: Kernel, script_name: str) -> dict:
     import tritriage
     from tritriage.collect.catalog import checkout_version
@@ -228,7 +234,7 @@ def python_script(run: Run, stored: StoredResult, kernel: Kernel, *, compile_onl
         launch=launch, launch_text=_doc(_indent(launch_text)),
         config_json=config_json, stages_source=STAGES_SOURCE.read_text().rstrip() + "\n",
         runtime_source=RUNTIME.read_text().rstrip() + "\n",
-        loader_chunks=chunks, loader_sha=sha,
+        loader_chunks=chunks, loader_sha=sha, standins_json=_standins_literal(),
     )
     return _env().get_template("repro.py.j2").render(**ctx)
 
