@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pickle
 import re
 import sqlite3
@@ -77,6 +76,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tritriage.model import CompileResult, Diagnosis, Kernel, Spec, StageResult, TestMapping, TestResult
+from tritriage.paths import data_dir
 
 SCHEMA_VERSION = 1  # bump with a migration when a table changes
 
@@ -180,11 +180,6 @@ CREATE TABLE IF NOT EXISTS test_results (
 # Outcomes that say something about the compiler's environment of the moment
 # rather than about the kernel: never reused from the cache as they are.
 _NOT_CACHED_ERRORS = ("compile worker died",)
-
-
-def data_dir() -> Path:
-    home = os.environ.get("TRITRIAGE_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".local" / "share" / "tritriage"
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,12 @@ import sys
 import venv
 from pathlib import Path
 
+from tritriage.paths import data_dir
 from tritriage.errors import UserError
 
 # Recent enough for vLLM 0.33's kernels (tl.gather, tensor descriptors, ...),
 # and an ASTSource API (3.3+) that frontend.py speaks.
 DEFAULT_VERSION = "3.6.0"
-
-
-def data_dir() -> Path:
-    from tritriage.paths import data_dir as _data_dir
-
-    return _data_dir()
 
 
 def venv_dir() -> Path:

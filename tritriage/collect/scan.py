@@ -109,7 +109,7 @@ def _prepared_key(root: Path, catalog_dirs: Sequence[str | Path]) -> str:
     and data changed (file paths, sizes and modification times)."""
     import tritriage
     from tritriage.collect.discover import iter_python_files
-    from tritriage.store import data_dir
+    from tritriage.paths import data_dir
 
     h = hashlib.sha256(b"tritriage-prepared-1\0")
 

@@ -54,7 +54,7 @@ PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 def traced_dir() -> Path:
     """Where recorded launches are kept as catalog YAML with ``source: traced``."""
-    from tritriage.collect.reference import data_dir
+    from tritriage.paths import data_dir
 
     return data_dir() / "traced"
 
