@@ -32,6 +32,16 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr)
 
 
+def _use_reference(flag: bool | None) -> bool:
+    # The reference is what tells a bad spec from an Ascend gap: unless told
+    # otherwise, use it whenever `tritriage reference setup` installed it.
+    if flag is not None:
+        return flag
+    from tritriage.collect.reference import python as reference_python
+
+    return reference_python().exists()
+
+
 def _exit(code: int) -> None:
     if code:
         raise typer.Exit(code)
@@ -114,13 +124,7 @@ def scan(
         kernels=kernel or None, quiet=quiet, resume=False if new else None,
         catalog_dirs=[str(c) for c in (catalog or [])],
     )
-    if reference is None:
-        # The reference is what tells a bad spec from an Ascend gap: use it
-        # whenever it is there.
-        from tritriage.collect.reference import python as reference_python
-
-        reference = reference_python().exists()
-    if reference:
+    if _use_reference(reference):
         kwargs["reference"] = True
     _exit(scan_command(str(path), **kwargs))
 
@@ -168,7 +172,9 @@ def specs(
     path: Path = typer.Argument(..., help="root of a vLLM checkout"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON array, one object per entry kernel"),
     write: Optional[Path] = typer.Option(None, "--write", help="save inferred specs as catalog YAML under this directory"),
-    reference: bool = typer.Option(False, "--reference", help="cross-check frontend rejections on upstream Triton"),
+    reference: Optional[bool] = typer.Option(
+        None, "--reference/--no-reference",
+        help="cross-check frontend rejections on upstream Triton (default: when `tritriage reference setup` was run)"),
     kernel: Optional[str] = typer.Option(None, "--kernel", "-k", help="only this kernel (id or bare name)"),
     catalog: Optional[List[Path]] = typer.Option(None, "--catalog", help="extra spec catalog directory"),
     no_validate: bool = typer.Option(False, "--no-validate", help="list specs without compiling them"),
@@ -178,7 +184,7 @@ def specs(
     """Specs per entry kernel: where each came from (catalog, traced, inferred), staleness, validation."""
     from tritriage.collect.specs import specs_command
 
-    _exit(specs_command(path, as_json=json_out, write=write, reference=reference, kernel=kernel,
+    _exit(specs_command(path, as_json=json_out, write=write, reference=_use_reference(reference), kernel=kernel,
                         catalog_dirs=[str(c) for c in (catalog or [])], validate_specs=not no_validate,
                         python=python, jobs=jobs))
 
