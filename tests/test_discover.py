@@ -198,3 +198,10 @@ def test_vllm_033_every_triton_jit_and_no_cute_or_gluon(vllm033):
     assert not any((k.file, k.line) in other_places for k in inv.kernels)
     for k in inv.kernels:
         assert not any(d.lstrip("@").startswith(("cute.", "gluon.")) for d in k.decorators), k.id
+
+
+def test_usage_errors_are_short_and_exit_2(tmp_path):
+    for args in (("scan",), ("list", str(FIX), "--bogus"), ("nosuchcommand",)):
+        r = _cli(*args)
+        assert r.returncode == 2, args
+        assert "Traceback" not in r.stderr, args

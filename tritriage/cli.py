@@ -8,6 +8,7 @@ input or an environment that cannot run, 130 interrupted.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -357,16 +358,21 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except SystemExit:
         raise
-    except Exception as e:  # click usage errors and aborts
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:
+        # Usage errors come from click, which typer may vendor (typer._click):
+        # recognise them by shape rather than by importing a module.
+        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
             e.show()
             sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+        if type(e).__name__ == "Abort":
             print("tritriage: aborted", file=sys.stderr)
             sys.exit(130)
-        raise
+        if os.environ.get("TRITRIAGE_DEBUG"):
+            raise
+        # A bug of tritriage's own: one line, the traceback on request.
+        print(f"tritriage: internal error: {type(e).__name__}: {e} (set TRITRIAGE_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        sys.exit(70)
     sys.exit(code if isinstance(code, int) else 0)
 
 
