@@ -631,3 +631,25 @@ def test_markdown_for_vllm_085_covers_every_file_and_jit_function(vllm085, store
     assert sum(len(n) for _, n in got) == len(inv.kernels) >= 60
     assert "vllm/attention/ops/prefix_prefill.py" in [f for f, _ in got]
     assert "(vLLM 0.8.5)" in out
+
+
+def test_a_verdict_resting_on_a_run_time_stand_in_says_so(store, capsys):
+    import dataclasses
+
+    results = base_results()
+    ok, _ = passed(BY_NAME["_fwd_kernel_flash_attn_v2"])
+    # What the loader prints when it stands in for a name vLLM binds at run time.
+    log = ("[tritriage] loader: vllm.platforms.current_platform is bound only at run time by vLLM; "
+           "using a stand-in: vllm-ascend's NPUPlatform\n")
+    results["_fwd_kernel_flash_attn_v2"] = [(dataclasses.replace(ok, log=log), None)]
+    add_run(store, results)
+    code, out, _ = cli(capsys, "report", "--md")
+    assert code == 0
+    line = next(ln for ln in out.splitlines() if "`_fwd_kernel_flash_attn_v2`" in ln)
+    assert line.startswith("- [x]") and "stand-in for `vllm.platforms.current_platform`" in line
+    code, out, _ = cli(capsys, "report", "--json")
+    data = json.loads(out)
+    k = next(k for k in data["kernels"] if k["name"] == "_fwd_kernel_flash_attn_v2")
+    assert k["specs"][0]["standins"] == ["vllm.platforms.current_platform"]
+    others = [s for k in data["kernels"] if k["name"] != "_fwd_kernel_flash_attn_v2" for s in k["specs"]]
+    assert all(s["standins"] == [] for s in others)

@@ -22,7 +22,8 @@ JSON (``schema_version`` 1; keys always present, in this order)::
                            "location": null | {"file", "line", "col", "source"},
                            "file", "line" (where to look, inside the checkout), "hint", "diagnostic"},
           "specs": [{"name", "source", "origin", "outcome", "failed_stage", "flaky", "cached_from",
-                     "seconds", "stages": [...], "error": null | {...as above}}],
+                     "seconds", "stages": [...], "error": null | {...as above}, "spec_error",
+                     "standins": [run-time names the loader stood in for]}],
           "tests": [command...],
           "repro": command or null, "rerun": command or null
       }],
@@ -87,7 +88,7 @@ def _kernel(view: ReportView, kv: KernelView) -> dict:
         "specs": [{"name": s.name, "source": s.source, "origin": s.origin, "outcome": s.outcome,
                    "failed_stage": s.failed_stage, "flaky": s.flaky, "cached_from": s.cached_from,
                    "seconds": round(s.seconds, 3), "stages": _stages(s.stages), "error": _error(s.error),
-                   "spec_error": s.spec_error or None}
+                   "spec_error": s.spec_error or None, "standins": list(s.standins)}
                   for s in kv.specs],
         "tests": list(kv.tests),
         "repro": view.repro_cmd(k.id) if failing else None,

@@ -125,6 +125,14 @@ def header(view: ReportView) -> list[tuple[str, str]]:
 
 
 def _kernel_note(view: ReportView, kv) -> str:
+    note = _verdict_note(view, kv)
+    if kv.standins:
+        # The verdict holds only as far as the stand-in matches the platform.
+        note += " · loaded with a stand-in for " + ", ".join(code(n) for n in kv.standins)
+    return note
+
+
+def _verdict_note(view: ReportView, kv) -> str:
     k = kv.kernel
     helper = k.kind == "helper"
     parts = []

@@ -76,6 +76,10 @@ class ErrorView:
         return f"{self.cls}: {self.subclass}" if self.subclass else self.cls
 
 
+# What the loader prints when it uses a stand-in (collect/loader.py).
+_STANDIN = re.compile(r"\[tritriage\] loader: (\S+) is bound only at run time")
+
+
 @dataclass(frozen=True)
 class SpecView:
     name: str
@@ -90,6 +94,7 @@ class SpecView:
     stages: tuple[StageResult, ...]
     error: ErrorView | None = None
     spec_error: str = ""  # first line of a spec-error
+    standins: tuple[str, ...] = ()  # run-time names the loader replaced (vllm.platforms.current_platform)
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,11 @@ class KernelView:
     @property
     def error(self) -> ErrorView | None:
         return self.errors[0] if self.errors else None
+
+    @property
+    def standins(self) -> tuple[str, ...]:
+        """Names vLLM binds at run time that the verdict rests on stand-ins for."""
+        return tuple(dict.fromkeys(n for s in self.specs for n in s.standins))
 
 
 @dataclass(frozen=True)
@@ -415,7 +425,8 @@ def _entry_view(k: Kernel, results: list[StoredResult], run: Run, catalog, filte
         specs.append(SpecView(name=r.spec_name, source=r.spec.source, origin=r.spec.origin, outcome=res.outcome,
                               verdict=verdict, failed_stage=res.failed_stage, flaky=res.flaky,
                               cached_from=r.cached_from, seconds=res.seconds, stages=res.stages, error=err,
-                              spec_error=spec_err))
+                              spec_error=spec_err,
+                              standins=tuple(dict.fromkeys(_STANDIN.findall(res.log or "")))))
     failing = [s for s in specs if s.verdict == FAILED]
     passing = [s for s in specs if s.verdict == PASSED]
     spec_errors = [s for s in specs if s.verdict == "spec-error"]
