@@ -220,8 +220,11 @@ def test_a_hung_test_is_killed_at_the_timeout(tmp_path):
 def test_vllm085_every_mapped_file_not_run_with_the_reason(vllm085, tmp_path, capsys):
     store = Store.open(tmp_path / "tritriage.db")
     console = _console()
-    run_tests_command(vllm085, store=store, console=console)
+    assert run_tests_command(vllm085, store=store, console=console) == 0
     text = console.file.getvalue()
+    # CI gating: nothing failed, but nothing ran either.
+    assert run_tests_command(vllm085, store=store, console=_console(), fail_on="failures") == 0
+    assert run_tests_command(vllm085, store=store, console=_console(), fail_on="not-run") == 1
 
     [run] = store.runs()  # no scan of it yet: the test run made its own
     mappings = store.test_map(run.id)

@@ -225,6 +225,9 @@ def test_cmd(
     list_only: bool = typer.Option(False, "--list", help="show which tests map to which kernel file; run nothing"),
     json_out: bool = typer.Option(False, "--json", help="print JSON instead of the table"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress lines"),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on",
+                                          help="exit 1 on 'failures' (a test failed) or 'not-run' (also when tests "
+                                               "could not run)"),
 ):
     """Run the vLLM tests that exercise each kernel file and classify every failing case.
 
@@ -237,7 +240,7 @@ def test_cmd(
 
     _exit(run_tests_command(path, python=python, device=device, timeout=timeout, kernels=kernel or (),
                             files=file or (), catalog_dirs=[str(c) for c in (catalog or [])], json_out=json_out,
-                            list_only=list_only, quiet=quiet))
+                            list_only=list_only, quiet=quiet, fail_on=fail_on))
 
 
 # --------------------------------------------------------------------------

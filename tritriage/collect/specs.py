@@ -74,7 +74,11 @@ _CHECKED: set[tuple[int, str]] = set()
 
 def _catalog(catalog_dirs: Sequence[Path | str] | None) -> Catalog:
     dirs = [PACKAGE_CATALOG] + [Path(d) for d in (catalog_dirs or [])]
-    key = tuple(str(Path(d).resolve()) for d in dirs)
+    # Traced specs land in the data directory while a process lives (a test
+    # session, a trace then a scan): the key follows that directory's files.
+    traced = traced_dir()
+    stamp = tuple(sorted((str(p), p.stat().st_mtime_ns) for p in traced.rglob("*.yaml"))) if traced.is_dir() else ()
+    key = tuple(str(Path(d).resolve()) for d in dirs) + (str(traced), str(stamp))
     if key not in _CATALOG_CACHE:
         _CATALOG_CACHE[key] = load_catalog(dirs)
     return _CATALOG_CACHE[key]

@@ -72,7 +72,12 @@ def build_map(root: str | Path, *, catalog_dirs: Sequence[str] = (), kernels: Se
 def run_tests_command(path: str | Path, *, python: str | None = None, device: str = "npu",
                  timeout: float = DEFAULT_TIMEOUT, kernels: Sequence[str] = (), files: Sequence[str] = (),
                  catalog_dirs: Sequence[str] = (), json_out: bool = False, list_only: bool = False,
-                 quiet: bool = False, store=None, console=None, argv: Sequence[str] | None = None) -> int:
+                 quiet: bool = False, store=None, console=None, argv: Sequence[str] | None = None,
+                 fail_on: str | None = None) -> int:
+    """Exit code: 0, or 1 when ``fail_on`` trips: ``failures`` (a mapped test
+    failed) or ``not-run`` (also when tests could not run here)."""
+    if fail_on not in (None, "failures", "not-run"):
+        raise UserError(f"--fail-on must be 'failures' or 'not-run', not '{fail_on}'")
     if device not in vtests_run.DEVICES:
         raise UserError(f"--device must be one of {', '.join(vtests_run.DEVICES)}, not '{device}'")
     if timeout <= 0:
@@ -148,7 +153,8 @@ def run_tests_command(path: str | Path, *, python: str | None = None, device: st
     else:
         print_verdicts(verdicts, out, run_id=run_id, global_reason=pre.reason() if pre is not None else "",
                        more=test_map.more_imports)
-    return 0
+    tripped = {"failures": ("failed",), "not-run": ("failed", "not run")}.get(fail_on or "", ())
+    return 1 if any(v.verdict in tripped for v in verdicts.values()) else 0
 
 
 # --------------------------------------------------------------------------
