@@ -11,7 +11,7 @@ import time
 
 from _vllm import vllm_sources
 
-from tritriage.collect.discover import discover
+from tritriage.discover.inventory import discover
 
 
 def main(versions):

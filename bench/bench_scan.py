@@ -27,9 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tritriage.collect.discover import discover  # noqa: E402
-from tritriage.collect.engine import PACKAGE_PARENT, Job, Settings, WorkerPool  # noqa: E402
-from tritriage.collect.environment import check_environment  # noqa: E402
+from tritriage.discover.inventory import discover  # noqa: E402
+from tritriage.compile.pool import PACKAGE_PARENT, Job, Settings, WorkerPool  # noqa: E402
+from tritriage.compile.environment import check_environment  # noqa: E402
 from tritriage.model import Spec  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "engine"
@@ -49,13 +49,13 @@ def trivial_job(i: int) -> Job:
 
 
 def bench_vllm(root: Path, jobs: int | None, store_path: Path) -> None:
-    from tritriage.collect.scan import run_scan
+    from tritriage.compile.scan import run_scan
     from tritriage.store import Store
 
     print(f"== vLLM 0.33.0 at {root}")
     with Store.open(store_path) as store:
         t0 = time.time()
-        first = run_scan(root, store=store, jobs=jobs, quiet=True)
+        first = run_scan(root, store=store, jobs=jobs)
         wall = time.time() - t0
         results = store.results(first.run_id)
         n = len(first.compiled)
@@ -75,7 +75,7 @@ def bench_vllm(root: Path, jobs: int | None, store_path: Path) -> None:
             print(f"overhead per compile, end to end (wall x jobs - compiler time) / compiles, discovery, specs "
                   f"and worker start-up included: {(wall * slots - first.compiler_seconds) / n * 1000:.0f} ms")
         t0 = time.time()
-        second = run_scan(root, store=store, jobs=jobs, quiet=True)
+        second = run_scan(root, store=store, jobs=jobs)
         print(f"second scan, nothing changed: {time.time() - t0:.2f} s "
               f"({len(second.compiled)} compiled, {second.cached} from cache)")
 
@@ -102,7 +102,7 @@ def bench_warm(n: int, python: str) -> None:
     envv = dict(os.environ, PYTHONPATH=PACKAGE_PARENT)
     for _ in range(k):
         t0 = time.time()
-        proc = subprocess.run([python, "-u", "-m", "tritriage.collect.worker"], input=job + "\n",
+        proc = subprocess.run([python, "-u", "-m", "tritriage.sandbox.worker"], input=job + "\n",
                               capture_output=True, text=True, env=envv)
         walls.append(time.time() - t0)
         result = json.loads(proc.stdout.splitlines()[-1])["result"]

@@ -27,9 +27,9 @@ os.environ.setdefault("TRITRIAGE_REFERENCE", str(
 
 from _vllm import vllm_sources  # noqa: E402
 
-from tritriage.collect.catalog import Catalog  # noqa: E402
-from tritriage.collect.discover import discover  # noqa: E402
-from tritriage.collect.specs import specs_for, validate  # noqa: E402
+from tritriage.specs.catalog import Catalog  # noqa: E402
+from tritriage.discover.inventory import discover  # noqa: E402
+from tritriage.specs.resolve import specs_for, validate  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -27,7 +27,7 @@ if "TRITRIAGE_HOME" not in os.environ:
 
 def vllm_sources(version: str) -> Path:
     """A tree holding vLLM ``version``'s Python sources, downloaded once per machine."""
-    from tritriage.collect.sources import fetch_vllm
+    from tritriage.discover.fetch import fetch_vllm
 
     return fetch_vllm(version, CACHE / f"vllm-{version}")
 

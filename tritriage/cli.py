@@ -1,4 +1,4 @@
-"""The ``tritriage`` command: wires collect, classify and report together.
+"""The ``tritriage`` command: typer only, one call into ``tritriage/commands/`` per verb.
 
 Each command only parses options and calls one function of a stage; bad input
 (a ``UserError`` from any stage) becomes a one-line message and exit code 2.
@@ -38,7 +38,7 @@ def _use_reference(flag: bool | None) -> bool:
     # otherwise, use it whenever `tritriage reference setup` installed it.
     if flag is not None:
         return flag
-    from tritriage.collect.reference import python as reference_python
+    from tritriage.compile.reference import python as reference_python
 
     return reference_python().exists()
 
@@ -60,7 +60,7 @@ def list_cmd(
     kind: Optional[str] = typer.Option(None, help="only 'entry' or 'helper' kernels"),
 ):
     """List every Triton jit function in PATH (static analysis; nothing is imported)."""
-    from tritriage.collect.discover import discover
+    from tritriage.discover.inventory import discover
     from tritriage.report.inventory import inventory_json, print_inventory
 
     inv = discover(path)
@@ -80,7 +80,7 @@ def fetch(
     dest: Optional[Path] = typer.Option(None, help="where to unpack (default: the data directory)"),
 ):
     """Download vLLM VERSION's Python sources from PyPI (no install) and print their path."""
-    from tritriage.collect.sources import fetch_vllm
+    from tritriage.discover.fetch import fetch_vllm
 
     print(fetch_vllm(version, dest))
 
@@ -109,7 +109,7 @@ def scan(
 ):
     """Compile every entry kernel of PATH on triton-ascend, stage by stage, and store the verdicts."""
     if collect_only:
-        from tritriage.collect.discover import discover
+        from tritriage.discover.inventory import discover
         from tritriage.report.inventory import print_inventory, summary_line
 
         inv = discover(path)
@@ -118,7 +118,7 @@ def scan(
         else:
             print_inventory(inv, _console())
         return
-    from tritriage.collect.scan import scan_command
+    from tritriage.commands.scan import scan_command
 
     kwargs = dict(
         python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb, no_cache=no_cache,
@@ -144,7 +144,7 @@ def rerun(
     quiet: bool = typer.Option(False, "-q", "--quiet"),
 ):
     """Recompile some kernels of a stored scan and print before -> after."""
-    from tritriage.collect.scan import rerun_command
+    from tritriage.commands.rerun import rerun_command
 
     if not any([kernel, file, failed, cls]):
         raise UserError("rerun needs --kernel, --file, --failed or --class")
@@ -159,7 +159,7 @@ def doctor(
     json_out: bool = typer.Option(False, "--json"),
 ):
     """What this machine can compile: triton-ascend, the adapter, CANN, torch_npu, and the stages a scan runs."""
-    from tritriage.collect.scan import doctor_command
+    from tritriage.commands.doctor import doctor_command
 
     _exit(doctor_command(python=python, arch=arch, json_out=json_out))
 
@@ -183,7 +183,7 @@ def specs(
     jobs: Optional[int] = typer.Option(None, "-j", "--jobs", help="parallel frontend checks (default: cores)"),
 ):
     """Specs per entry kernel: where each came from (catalog, traced, inferred), staleness, validation."""
-    from tritriage.collect.specs import specs_command
+    from tritriage.commands.specs import specs_command
 
     _exit(specs_command(path, as_json=json_out, write=write, reference=_use_reference(reference), kernel=kernel,
                         catalog_dirs=[str(c) for c in (catalog or [])], validate_specs=not no_validate,
@@ -195,7 +195,7 @@ def reference_setup(
     version: str = typer.Option("3.6.0", help="upstream triton version to install"),
 ):
     """Install upstream Triton into <data dir>/reference-venv and check it compiles for sm_90 here."""
-    from tritriage.collect.reference import reference_command
+    from tritriage.commands.reference import reference_command
 
     _exit(reference_command("setup", version))
 
@@ -203,7 +203,7 @@ def reference_setup(
 @reference_app.command("status")
 def reference_status():
     """Say whether the reference compiler is set up, and its version."""
-    from tritriage.collect.reference import reference_command
+    from tritriage.commands.reference import reference_command
 
     _exit(reference_command("status"))
 
@@ -236,7 +236,7 @@ def test_cmd(
     store.  When vLLM or the device is missing, nothing runs: every test is
     recorded as not run, with the reason.
     """
-    from tritriage.collect.vtests_cmd import run_tests_command
+    from tritriage.commands.test import run_tests_command
 
     _exit(run_tests_command(path, python=python, device=device, timeout=timeout, kernels=kernel or (),
                             files=file or (), catalog_dirs=[str(c) for c in (catalog or [])], json_out=json_out,
@@ -254,7 +254,7 @@ def classify(
     checkout: Optional[Path] = typer.Option(None, help="checkout root to strip from locations"),
 ):
     """Classify saved logs: class, subclass, fingerprint and source location of each."""
-    from tritriage.classify.cli_cmd import classify_command
+    from tritriage.commands.classify import classify_command
 
     _exit(classify_command(logs, json_out=json_out, checkout=checkout))
 
@@ -289,7 +289,7 @@ def report(
     `report --diff` compares with the previous scan of the same checkout,
     `report --diff --against 12` with run 12.
     """
-    from tritriage.report.command import report_command
+    from tritriage.commands.report import report_command
 
     chosen = [name for name, on in (("md", md), ("json", json_out), ("junit", junit), ("sarif", sarif)) if on]
     if len(chosen) > 1:
@@ -319,7 +319,7 @@ def trace(
     keep_records: Optional[Path] = typer.Option(None, "--records", help="keep the raw launch records here"),
 ):
     """Run COMMAND and record the spec of every Triton launch it makes (exit code: the command's)."""
-    from tritriage.collect.trace import trace_command
+    from tritriage.commands.trace import trace_command
 
     result = trace_command(command, checkout=checkout, write=write, save_specs=not no_save,
                            bench_configs=bench_configs, interpreter_fixes=not no_interpreter_fixes,
@@ -338,7 +338,7 @@ def repro(
                                                 "its saved input"),
 ):
     """Write a standalone script that reproduces KERNEL's verdict from a stored scan."""
-    from tritriage.report.repro import repro_command
+    from tritriage.commands.repro import repro_command
 
     repro_command(kernel=kernel, spec=spec, run_id=run, output=output, compile_only=compile_only, ir=ir)
 

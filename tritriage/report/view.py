@@ -38,12 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from tritriage.model import FAILED, NOT_RUN, PASSED, STAGES, Diagnosis, Kernel, Location, StageResult
+from tritriage.model import FAIL_OUTCOMES, PASSES, FAILED, NOT_RUN, PASSED, STAGES, Diagnosis, Kernel, Location, StageResult
 from tritriage.store import Run, Store, StoredResult
 
 STATUSES = ("passed", "failed", "no-spec", "not-run")
-PASS_OUTCOMES = ("passed", "passed-to-linalg")
-FAIL_OUTCOMES = ("failed", "loader-error", "timeout", "crash", "oom")
 # Where a failure happened when no compiler stage reports it.
 _OUTCOME_WHERE = {"loader-error": "loader", "timeout": "timeout", "crash": "crash", "oom": "oom"}
 
@@ -76,7 +74,7 @@ class ErrorView:
         return f"{self.cls}: {self.subclass}" if self.subclass else self.cls
 
 
-# What the loader prints when it uses a stand-in (collect/loader.py).
+# What the loader prints when it uses a stand-in (sandbox/loader.py).
 _STANDIN = re.compile(r"\[tritriage\] loader: (\S+) is bound only at run time")
 
 
@@ -297,7 +295,7 @@ def build_view(store: Store, run: Run, *, catalog=None, clean_text=None) -> Repo
     root_causes = _root_causes(ordered)
     totals = _totals(ordered, len(stored))
     latest = store.latest_run()
-    from tritriage.collect.catalog import checkout_version
+    from tritriage.specs.catalog import checkout_version
 
     return ReportView(run=run, latest=latest is not None and latest.id == run.id,
                       vllm_version=checkout_version(run.checkout), kernels=ordered, files=files,
@@ -311,7 +309,7 @@ def _default_clean(text: str) -> str:
 
 
 def _load_catalog(run: Run):
-    from tritriage.collect.catalog import PACKAGE_CATALOG, Catalog, load_catalog
+    from tritriage.specs.catalog import PACKAGE_CATALOG, Catalog, load_catalog
     from tritriage.errors import UserError
 
     dirs = [PACKAGE_CATALOG] + [Path(d) for d in _argv_values(run.argv, "--catalog") if Path(d).is_dir()]
@@ -415,7 +413,7 @@ def _entry_view(k: Kernel, results: list[StoredResult], run: Run, catalog, filte
     specs: list[SpecView] = []
     for r in results:
         res = r.result
-        if res.outcome in PASS_OUTCOMES:
+        if res.outcome in PASSES:
             verdict, err, spec_err = PASSED, None, ""
         elif res.outcome == "spec-error":
             verdict, err = "spec-error", None
@@ -552,7 +550,7 @@ def _test_verdicts(store: Store, run: Run) -> dict[str, TestVerdictView]:
     """kernel file -> the verdict of vLLM's tests, from this run or, when
     ``tritriage test`` ran against an earlier scan of the checkout, from the
     newest run that has test results (tests are slow; scans are re-run)."""
-    from tritriage.collect.vtests import file_verdicts
+    from tritriage.vtests.mapping import file_verdicts
 
     for r in [run] + [r for r in store.runs(run.checkout) if r.id < run.id]:
         mappings = store.test_map(r.id)

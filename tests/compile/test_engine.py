@@ -1,0 +1,423 @@
+"""The compile engine: real compiles with triton-ascend, and stand-in compilers
+that crash, hang, print garbage or eat memory.
+
+The fixture checkout ``tests/fixtures/engine`` holds three kernels that compile
+up to linalg (``scale_kernel`` calls the jit helper ``_twice``), one the
+frontend rejects and one the loader cannot load.  ``tests/fixtures/standin``
+holds the stand-ins, substituted for ``triton-adapter-opt``; with
+``TRITRIAGE_STANDIN_ONLY=add_kernel`` they misbehave only for ``add_kernel``
+and run the real adapter for the others, which shows the scan going on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tritriage.commands.scan import scan_command
+from tritriage.compile.scan import rerun, run_scan, select_results
+from tritriage.errors import UserError
+from tritriage.model import CompileResult, Spec
+from tritriage.store import Store, StoredResult
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+CHECKOUT = FIXTURES / "engine"
+STANDIN = FIXTURES / "standin"
+PASSING = {"scale_kernel", "add_kernel", "relu_kernel"}
+
+
+def real_adapter() -> str:
+    import triton
+    return str(Path(triton.__file__).parent / "backends" / "ascend" / "triton-adapter-opt")
+
+
+def fixture_specs(kernel, inventory, root):
+    """The fixture kernels' specs: *_ptr parameters are fp32 pointers, the rest i32."""
+    sig = {p.name: ("*fp32" if p.name.endswith("_ptr") else "i32") for p in kernel.params if not p.constexpr}
+    return [Spec(kernel=kernel.id, name="default", source="catalog", signature=sig, constexprs={"BLOCK": 128})]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITRIAGE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ASCEND_HOME_PATH", raising=False)
+    monkeypatch.delenv("TRITRIAGE_STANDIN_ONLY", raising=False)
+    monkeypatch.setenv("TRITRIAGE_REAL_ADAPTER", real_adapter())
+    s = Store.open()
+    yield s
+    s.close()
+
+
+def scan(store, root=CHECKOUT, **kw):
+    kw.setdefault("specs_fn", fixture_specs)
+    kw.setdefault("timeout", 60)
+    kw.setdefault("jobs", 2)
+    return run_scan(root, store=store, **kw)
+
+
+def results(store, run_id) -> dict[str, StoredResult]:
+    return {r.kernel.rsplit(".", 1)[-1]: r for r in store.results(run_id)}
+
+
+def stage_status(r: StoredResult) -> dict[str, str]:
+    return {s.stage: s.status for s in r.result.stages}
+
+
+def standin(name: str) -> str:
+    return str(STANDIN / f"{name}-adapter")
+
+
+# --------------------------------------------------------------------------
+# real compiles
+
+
+def test_scan_records_how_far_each_kernel_got(store):
+    summary = scan(store)
+    got = results(store, summary.run_id)
+    assert set(got) == PASSING | {"frontend_error_kernel", "loader_error_kernel"}, "helpers are not compiled"
+
+    ok = got["scale_kernel"]
+    assert ok.outcome == "passed-to-linalg"
+    assert stage_status(ok) == {"frontend": "passed", "ttir": "passed", "linalg": "passed", "binary": "not-run"}
+    binary = ok.result.stage("binary")
+    assert binary.reason == "CANN not found (ASCEND_HOME_PATH is not set)"
+    assert ok.result.compiler_seconds > 0 and ok.diagnosis is None
+
+    fe = got["frontend_error_kernel"]
+    assert fe.outcome == "failed" and fe.failed_stage == "frontend"
+    assert "no_such_function" in fe.result.error
+    assert "broken.py\", line 10" in fe.result.error  # the line in the checkout, not in the function
+    assert stage_status(fe)["ttir"] == "not-run"
+    assert fe.diagnosis is not None and fe.diagnosis.cls == "frontend"
+
+    le = got["loader_error_kernel"]
+    assert le.outcome == "loader-error"
+    assert "SCALE_SET_AT_RUNTIME" in le.result.error
+    assert le.diagnosis is not None and le.diagnosis.cls == "loader"
+
+    assert summary.counts == {"passed-to-linalg": 3, "failed": 1, "loader-error": 1}
+    assert summary.failed_at == {"frontend": 1}
+    run = store.run(summary.run_id)
+    assert run.status == "complete" and run.cann is None and run.checkout == str(CHECKOUT.resolve())
+    assert "binary" not in run.stages_available
+    kinds = {k.name: k.kind for k in store.kernels(summary.run_id)}
+    assert kinds["_twice"] == "helper", "the store lists helpers too"
+
+
+def test_spec_that_does_not_fit_is_a_spec_error(store):
+    def bad_specs(kernel, inventory, root):
+        return [Spec(kernel=kernel.id, name="wrong", signature={"x_ptr": "*fp32"}, constexprs={"BLOCK": 64})]
+
+    summary = scan(store, specs_fn=bad_specs, kernels_filter=["relu_kernel"])
+    r = results(store, summary.run_id)["relu_kernel"]
+    assert r.outcome == "spec-error"
+    assert "no type for parameter y_ptr" in r.result.error
+
+
+def test_explicit_python_is_used_and_recorded(store):
+    python = str(Path(sys.executable).absolute())
+    summary = scan(store, python=python, kernels_filter=["scale_kernel"])
+    assert store.run(summary.run_id).python == python
+    assert results(store, summary.run_id)["scale_kernel"].outcome == "passed-to-linalg"
+
+
+def test_python_without_triton_is_reported_once_before_compiling(store, tmp_path):
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    with pytest.raises(UserError, match="triton-ascend is not importable"):
+        scan(store, python=str(venv / "bin" / "python"))
+    assert store.latest_run() is None, "nothing was compiled or recorded"
+
+
+def test_unknown_arch_and_broken_adapter_stop_the_scan_once(store, tmp_path):
+    with pytest.raises(UserError, match="unknown SoC target 'Ascend999'.*Ascend910B1"):
+        scan(store, arch="Ascend999")
+    not_exec = tmp_path / "triton-adapter-opt"
+    not_exec.write_text("#!/bin/sh\n")
+    with pytest.raises(UserError, match="not executable"):
+        scan(store, adapter=str(not_exec))
+    assert store.latest_run() is None
+
+
+# --------------------------------------------------------------------------
+# stand-in compilers: each misbehaviour is recorded and the scan goes on
+
+
+def test_segfaulting_adapter_is_recorded_and_scan_goes_on(store, monkeypatch):
+    monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", "add_kernel")
+    summary = scan(store, adapter=standin("segfault"), jobs=1)
+    got = results(store, summary.run_id)
+    r = got["add_kernel"]
+    assert r.outcome == "failed" and r.failed_stage == "linalg"
+    assert r.result.signal == 11 and not r.result.flaky, "it crashed again on the retry: a verdict"
+    assert "SIGSEGV" in r.result.error and "PLEASE submit a bug report" in r.result.error
+    # The failing stage's input and command line are kept for a compiler engineer.
+    art = Path(r.result.artifacts_dir)
+    assert "tt.func public @add_kernel" in (art / "kernel.ttir.mlir").read_text()
+    command = (art / "command.txt").read_text()
+    assert standin("segfault") in command and "--triton-to-linalg" in command
+    assert str(art / "kernel.ttir.mlir") in command, "the command is also given on the saved input"
+    assert r.result.stage("linalg").artifact == str(art / "kernel.ttir.mlir")
+    assert (art / "log.txt").exists()
+    for name in ("scale_kernel", "relu_kernel"):
+        assert got[name].outcome == "passed-to-linalg"
+        assert got[name].result.artifacts_dir is None, "passes keep no artifacts"
+
+
+def test_aborting_adapter_keeps_the_malloc_message(store, monkeypatch):
+    monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", "add_kernel")
+    summary = scan(store, adapter=standin("abort"), kernels_filter=["add_kernel", "relu_kernel"])
+    got = results(store, summary.run_id)
+    assert got["add_kernel"].result.signal == 6
+    assert "malloc(): corrupted top size" in got["add_kernel"].result.error
+    assert got["relu_kernel"].outcome == "passed-to-linalg"
+
+
+def test_hanging_adapter_times_out_and_is_killed(store, monkeypatch):
+    monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", "add_kernel")
+    summary = scan(store, adapter=standin("hang"), timeout=3)
+    got = results(store, summary.run_id)
+    r = got["add_kernel"]
+    assert r.outcome == "timeout" and r.failed_stage == "linalg"
+    assert "timed out after 3 s" in r.result.error
+    assert "stand-in adapter: hanging" in r.result.log, "output seen before the timeout is kept"
+    assert (Path(r.result.artifacts_dir) / "kernel.ttir.mlir").exists()
+    assert {got[n].outcome for n in ("scale_kernel", "relu_kernel")} == {"passed-to-linalg"}
+    assert not _running("hang-adapter"), "the timed-out tool was killed with its compile"
+
+
+def _running(text: str) -> list[int]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmd:
+            pids.append(int(pid))
+    return pids
+
+
+def test_garbage_printing_adapter_fails_at_linalg_with_its_text(store, monkeypatch):
+    monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", "add_kernel")
+    summary = scan(store, adapter=standin("garbage"), kernels_filter=["add_kernel", "scale_kernel"])
+    got = results(store, summary.run_id)
+    r = got["add_kernel"]
+    assert r.outcome == "failed" and r.failed_stage == "linalg" and r.result.signal is None
+    assert "exited with status 1" in r.result.error
+    assert "stand-in garbage \\x00\\x01" in r.result.error, "binary output is kept, escaped"
+    assert "stdout garbage" in r.result.error
+    assert got["scale_kernel"].outcome == "passed-to-linalg"
+
+
+def test_runaway_memory_is_stopped_at_the_limit(store, monkeypatch):
+    monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", "add_kernel")
+    summary = scan(store, adapter=standin("hog"), memory_mb=400, kernels_filter=["add_kernel", "relu_kernel"])
+    got = results(store, summary.run_id)
+    r = got["add_kernel"]
+    assert r.outcome == "oom" and r.failed_stage == "linalg"
+    assert "400 MiB" in r.result.error
+    assert got["relu_kernel"].outcome == "passed-to-linalg"
+
+
+def test_worker_death_is_a_crash_and_the_worker_is_replaced(store, monkeypatch):
+    monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", "add_kernel")
+    summary = scan(store, adapter=standin("killworker"), jobs=1)
+    got = results(store, summary.run_id)
+    assert got["add_kernel"].outcome == "crash"
+    assert "compile worker died again" in got["add_kernel"].result.error
+    assert {got[n].outcome for n in ("scale_kernel", "relu_kernel")} == {"passed-to-linalg"}
+
+
+def test_crash_that_does_not_reproduce_is_flaky(store, monkeypatch, tmp_path):
+    monkeypatch.setenv("TRITRIAGE_STANDIN_COUNTER", str(tmp_path / "count"))
+    summary = scan(store, adapter=standin("flaky"), kernels_filter=["add_kernel"])
+    r = results(store, summary.run_id)["add_kernel"]
+    assert (tmp_path / "count").read_text().strip() == "2", "crashed once, passed on the retry"
+    assert r.outcome == "passed-to-linalg" and r.result.flaky
+    art = Path(r.result.artifacts_dir)
+    assert "malloc(): corrupted top size" in (art / "first-attempt.log.txt").read_text()
+    assert (art / "first-attempt.kernel.ttir.mlir").exists()
+    assert summary.flaky == 1
+
+
+# --------------------------------------------------------------------------
+# resume, cache, rerun
+
+
+def test_interrupted_scan_resumes_where_it_stopped(store):
+    seen = []
+
+    def stop_after_two(result: CompileResult):
+        seen.append(result.kernel)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan(store, use_cache=False, jobs=1, on_result=stop_after_two)
+    run = store.latest_run()
+    assert run.status == "interrupted"
+    assert len(store.results(run.id)) == 2, "what finished before Ctrl-C is stored"
+
+    summary = scan(store, use_cache=False, jobs=1)
+    assert summary.run_id == run.id and summary.resumed == 2
+    assert len(summary.compiled) == 3
+    assert not {k for k, _ in summary.compiled} & set(seen), "finished pairs are not compiled again"
+    assert store.run(run.id).status == "complete"
+    assert len(store.results(run.id)) == 5
+
+
+def test_unchanged_kernels_come_from_the_cache(store, tmp_path):
+    checkout = tmp_path / "checkout"
+    shutil.copytree(CHECKOUT, checkout)
+    first = scan(store, root=checkout)
+    assert len(first.compiled) == 5
+
+    second = scan(store, root=checkout)
+    assert second.compiled == [] and second.cached == 5
+    assert second.run_id != first.run_id and second.counts == first.counts
+
+    # Editing a jit helper invalidates exactly the kernels that call it.
+    src = checkout / "kernels" / "elementwise.py"
+    src.write_text(src.read_text().replace("return x * 2", "return x * 3"))
+    third = scan(store, root=checkout)
+    assert [k.rsplit(".", 1)[-1] for k, _ in third.compiled] == ["scale_kernel"]
+
+    forced = scan(store, root=checkout, use_cache=False)
+    assert len(forced.compiled) == 5
+
+
+def test_rerun_prints_before_and_after(store, monkeypatch):
+    monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", "add_kernel")
+    summary = scan(store, adapter=standin("segfault"))
+    lines: list[str] = []
+    # "" asks for the real adapter: the fix a compiler engineer would try.
+    rerun(kernel="add_kernel", adapter="", store=store, specs_fn=fixture_specs, out=lines.append)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("kernels.elementwise.add_kernel [default]: failed at linalg (signal SIGSEGV)")
+    assert lines[0].endswith(" -> passed-to-linalg")
+    assert results(store, summary.run_id)["add_kernel"].outcome == "passed-to-linalg", "the store is updated"
+
+    lines.clear()
+    rerun(failed=True, store=store, specs_fn=fixture_specs, out=lines.append)
+    assert sorted(line.split(" [")[0] for line in lines) == [
+        "kernels.broken.frontend_error_kernel", "kernels.broken.loader_error_kernel"]
+    assert all(" = " in line for line in lines), "unchanged verdicts say so"
+
+    lines.clear()
+    rerun(cls="loader", store=store, specs_fn=fixture_specs, out=lines.append)
+    assert [line.split(" [")[0] for line in lines] == ["kernels.broken.loader_error_kernel"]
+
+    with pytest.raises(UserError, match="say what to rerun"):
+        rerun(store=store)
+
+
+def test_rerun_rejects_an_ambiguous_bare_name():
+    def stored(kid):
+        return StoredResult(run_id=1, result=CompileResult(kernel=kid, spec="default", outcome="failed"),
+                            spec=Spec(kernel=kid), diagnosis=None, cache_key=None, cached_from=None, recorded=0)
+
+    rs = [stored("a.x.fwd_kernel"), stored("b.y.fwd_kernel"), stored("a.x.other")]
+    with pytest.raises(UserError, match="ambiguous.*a.x.fwd_kernel, b.y.fwd_kernel"):
+        select_results(rs, kernel="fwd_kernel")
+    assert [r.kernel for r in select_results(rs, kernel="b.y.fwd_kernel")] == ["b.y.fwd_kernel"]
+    assert [r.kernel for r in select_results(rs, file="b/y.py", files={"b.y.fwd_kernel": "b/y.py"})] == \
+        ["b.y.fwd_kernel"]
+
+
+def test_scan_command_prints_the_count_of_each_outcome(store, capsys, monkeypatch):
+    import tritriage.compile.scan as scan_mod
+
+    monkeypatch.setattr(scan_mod, "_default_specs_fn", lambda: fixture_specs)
+    assert scan_command(str(CHECKOUT), quiet=True, jobs=2) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1, "quiet prints the final line only"
+    assert "passed-to-linalg 3" in out[0] and "failed 1 (frontend 1)" in out[0] and "loader-error 1" in out[0]
+
+
+# --------------------------------------------------------------------------
+# vLLM
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_every_vllm_085_entry_kernel_ends_in_an_explained_state(store, vllm085):
+    summary = run_scan(vllm085, store=store, timeout=120)
+    rs = store.results(summary.run_id)
+    assert rs and len(rs) == summary.pairs
+    explained = {"passed-to-linalg", "failed", "loader-error", "timeout", "crash", "oom"}
+    unexplained = [(r.kernel, r.outcome) for r in rs if r.outcome not in explained]
+    assert not unexplained
+    for r in rs:
+        if r.outcome == "failed":
+            assert r.failed_stage in ("frontend", "ttir", "linalg") and r.result.error
+        if r.outcome != "passed-to-linalg":
+            assert r.diagnosis is not None and r.diagnosis.cls
+        assert r.result.stage("binary").status == "not-run"
+    assert summary.counts["passed-to-linalg"] > len(rs) // 2
+    line = summary.line()
+    for outcome in ("passed-to-linalg", "failed", "loader-error", "timeout", "crash"):
+        assert f"{outcome} {summary.counts.get(outcome, 0)}" in line
+
+
+def test_black_box_fallback_still_tells_the_stages_apart(store, monkeypatch):
+    """Where triton-ascend's internals differ, the worker calls triton.compile in one piece."""
+    from tritriage.compile.pool import Job, Settings, WorkerPool
+    from tritriage.discover.inventory import discover
+
+    monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", "add_kernel")
+    inv = discover(CHECKOUT)
+    ks = {k.name: k for k in inv.kernels}
+    jobs = [Job(kernel=ks[n], spec=fixture_specs(ks[n], inv, CHECKOUT)[0], checkout=inv.root, id=i)
+            for i, n in enumerate(["scale_kernel", "frontend_error_kernel", "add_kernel"])]
+    with WorkerPool(Settings(blackbox=True, adapter=standin("garbage"), timeout=60), 2) as pool:
+        got = {job.kernel.name: r for job, r in pool.run(jobs)}
+    assert got["scale_kernel"].outcome == "passed-to-linalg"
+    assert got["scale_kernel"].stage("binary").status == "not-run"
+    assert (got["frontend_error_kernel"].outcome, got["frontend_error_kernel"].failed_stage) == ("failed", "frontend")
+    assert "no_such_function" in got["frontend_error_kernel"].error
+    assert (got["add_kernel"].outcome, got["add_kernel"].failed_stage) == ("failed", "linalg")
+    assert got["add_kernel"].stage("linalg").command[0] == standin("garbage")
+
+
+def test_doctor_reports_what_a_scan_can_run_here(capsys, monkeypatch):
+    import json
+
+    from tritriage.commands.doctor import doctor_command
+
+    monkeypatch.delenv("ASCEND_HOME_PATH", raising=False)
+    assert doctor_command(json_out=True) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["triton_ascend_version"] == "3.2.0"
+    assert report["adapter_executable"] and report["adapter_runs"]
+    assert report["cann_available"] is False and "ASCEND_HOME_PATH is not set" in report["cann_reason"]
+    assert report["stages"] == ["frontend", "ttir", "linalg"]
+    assert "Ascend910B3" in report["archs"]
+    assert report["torch_npu"] is None and report["torch_npu_error"], "no torch_npu on this host, and it says why"
+
+    assert doctor_command(arch="Ascend999") == 1
+    assert "unknown SoC target" in capsys.readouterr().out
+
+
+def test_rerun_gives_an_inferred_spec_the_verdict_the_scan_gave(store):
+    # An inferred spec the frontend rejects for no known Ascend gap is a spec
+    # error in the scan; a rerun of it once recorded an Ascend failure instead.
+    def inferred(kernel, inventory, root):
+        # Wrong on purpose, as inference can be: every parameter an integer.
+        sig = {p.name: "i32" for p in kernel.params if not p.constexpr}
+        return [Spec(kernel=kernel.id, name="default", source="inferred", signature=sig, constexprs={"BLOCK": 128})]
+
+    summary = scan(store, specs_fn=inferred, kernels_filter=["add_kernel"])
+    before = results(store, summary.run_id)["add_kernel"]
+    assert before.outcome == "spec-error", before.result.error
+    lines: list[str] = []
+    rerun(kernel="add_kernel", store=store, specs_fn=inferred, out=lines.append)
+    after = results(store, summary.run_id)["add_kernel"]
+    assert after.outcome == "spec-error"
+    assert after.diagnosis.fingerprint == before.diagnosis.fingerprint
+    assert lines and " = " in lines[0], lines

@@ -1,0 +1,154 @@
+"""Every cache key tritriage uses, in one place.
+
+Three caches, three keys:
+
+* a compile result holds while ``compile_key`` is unchanged: the kernel's
+  source and that of every jit helper it reaches, the spec, the compiler's
+  identity, the settings that can change a verdict, and the digest of
+  ``tritriage/sandbox/`` (the code that loads and compiles the kernel, and the
+  data it reads).  Editing anything in the sandbox misses the cache by itself:
+  there is no version to bump by hand;
+* discovery and specs hold while ``prepared_key`` is unchanged (the checkout's
+  Python files, the discover and specs packages, the catalogs, traced specs);
+* a stored diagnosis holds while ``classifier_version`` is unchanged (the
+  classify package, its rules included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from tritriage.model import Inventory, Kernel, Spec
+
+PACKAGE = Path(__file__).resolve().parent
+SANDBOX = PACKAGE / "sandbox"
+
+
+def _tree_digest(root: Path, suffixes=(".py", ".json", ".yaml")) -> str:
+    """Content hash of every source and data file under ``root``."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            if not name.endswith(suffixes):
+                continue
+            path = Path(dirpath) / name
+            h.update(str(path.relative_to(root)).encode() + b"\0")
+            try:
+                h.update(path.read_bytes())
+            except OSError:
+                pass
+    return h.hexdigest()[:16]
+
+
+_SANDBOX_DIGEST: str | None = None
+
+
+def sandbox_digest() -> str:
+    """What loads and compiles a kernel: a change here can change a verdict."""
+    global _SANDBOX_DIGEST
+    if _SANDBOX_DIGEST is None:
+        _SANDBOX_DIGEST = _tree_digest(SANDBOX)
+    return _SANDBOX_DIGEST
+
+
+def source_digest(kernel: "Kernel", inventory: "Inventory | None", root: str | Path | None = None,
+                  by_id: Mapping[str, "Kernel"] | None = None) -> str:
+    """Hash of the kernel's source and of every jit helper it reaches."""
+    if by_id is None:
+        by_id = inventory.by_id() if inventory is not None else {}
+    seen: set[str] = set()
+    todo = [kernel]
+    parts = []
+    while todo:
+        k = todo.pop()
+        if k.id in seen:
+            continue
+        seen.add(k.id)
+        parts.append(f"{k.id}={k.source_hash or _hash_lines(root, k)}")
+        todo.extend(by_id[c] for c in k.calls if c in by_id)
+    return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()
+
+
+def _hash_lines(root, k: "Kernel") -> str:
+    # Discovery normally fills source_hash; without it, hash the def's lines.
+    if root is None:
+        return ""
+    try:
+        lines = (Path(root) / k.file).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return hashlib.sha256("\n".join(lines[k.line - 1:k.end_line]).encode()).hexdigest()
+
+
+def compile_key(kernel: "Kernel", spec: "Spec", inventory: "Inventory | None", settings_fields: Mapping,
+                compiler: str, root: str | Path | None = None,
+                by_id: Mapping[str, "Kernel"] | None = None) -> str:
+    """When two compiles must give the same verdict, they have the same key.
+
+    ``settings_fields`` are the settings that can change a verdict
+    (``Settings.cache_fields()``); ``compiler`` names every compiler that runs a
+    stage (``EnvReport.compiler_version``)."""
+    payload = json.dumps({
+        "source": source_digest(kernel, inventory, root, by_id),
+        "kernel": kernel.id,
+        "spec": spec.key(),
+        "compiler": compiler,
+        "settings": dict(settings_fields),
+        "sandbox": sandbox_digest(),
+    }, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def prepared_key(root: Path, catalog_dirs: Sequence[str | Path]) -> str:
+    """Changes whenever discovery or spec inference could give another answer:
+    a .py file of the checkout, a catalog, traced specs, or the code and data
+    of discovery and specs changed (file paths, sizes and modification times)."""
+    from tritriage.discover.inventory import iter_python_files
+    from tritriage.paths import data_dir
+    from tritriage.specs.catalog import PACKAGE_CATALOG
+
+    h = hashlib.sha256(b"tritriage-prepared-2\0")
+
+    def add(path: str, label: str) -> None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        h.update(f"{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+
+    for abspath, rel in iter_python_files(root):
+        add(abspath, rel)
+    trees = [PACKAGE / "discover", PACKAGE / "specs", PACKAGE / "data", PACKAGE_CATALOG, data_dir() / "traced",
+             *map(Path, catalog_dirs)]
+    for tree in trees:
+        h.update(f"tree {tree}\n".encode())
+        for dirpath, dirnames, filenames in os.walk(tree):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.endswith((".py", ".yaml", ".yml", ".json")):
+                    path = os.path.join(dirpath, name)
+                    add(path, path)
+    add(str(PACKAGE / "model.py"), "model.py")
+    return h.hexdigest()
+
+
+_CLASSIFIER_VERSION: str | None = None
+
+
+def classifier_version() -> str:
+    """Changes when the classification rules or code change."""
+    global _CLASSIFIER_VERSION
+    if _CLASSIFIER_VERSION is None:
+        from tritriage.paths import data_dir
+        h = hashlib.sha256(_tree_digest(PACKAGE / "classify").encode())
+        user = data_dir() / "rules.yaml"
+        if user.is_file():
+            h.update(user.read_bytes())
+        _CLASSIFIER_VERSION = h.hexdigest()[:16]
+    return _CLASSIFIER_VERSION

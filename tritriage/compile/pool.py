@@ -1,0 +1,371 @@
+"""Warm compile workers, seen from the tool.
+
+``WorkerPool`` starts N compile workers (``worker.py``) in the interpreter the
+user chose, feeds them ``Job``s from a queue (one thread per worker) and yields
+``(job, CompileResult)`` as results come in, in completion order.  A worker
+that dies (the server itself, not a compile child, which the worker handles)
+is restarted and its job recorded as a crash, so one bad compile never stops a
+scan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+from tritriage.model import NOT_RUN, STAGES, CompileResult, Inventory, Kernel, Spec, StageResult
+
+# Directory that holds the ``tritriage`` package: the worker's PYTHONPATH, so
+# that it runs in an interpreter where tritriage is not installed.
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+# How long a worker may take to import triton and say it is ready.
+STARTUP_TIMEOUT = 120.0
+# Beyond the per-compile timeout (and its one retry), how long the tool waits
+# for a worker's answer before it declares the worker itself dead.
+ANSWER_GRACE = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every compile of a scan shares."""
+
+    python: str = sys.executable
+    arch: str = "Ascend910B"
+    timeout: float = 120.0
+    memory_mb: int | None = 8192
+    run_binary: bool = False
+    binary_reason: str = ""
+    adapter: str | None = None  # stand-in for triton-adapter-opt (tests)
+    retry_crashes: bool = True
+    # triton.compile in one piece, stages told apart afterwards: what the worker
+    # falls back to when triton-ascend's internals differ (tests force it).
+    blackbox: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)  # extra environment for the workers
+
+    def cache_fields(self) -> dict:
+        """The settings that can change a verdict."""
+        return {"arch": self.arch, "run_binary": self.run_binary, "adapter": self.adapter,
+                "memory_mb": self.memory_mb, "timeout": self.timeout}
+
+
+@dataclass(frozen=True)
+class Job:
+    kernel: Kernel
+    spec: Spec
+    checkout: str
+    artifacts_dir: str | None = None
+    cache_key: str = ""
+    id: int = 0
+
+    def wire(self, settings: Settings) -> dict:
+        return {
+            "id": self.id,
+            "kernel": self.kernel.id,
+            "checkout": self.checkout,
+            "file": self.kernel.file,
+            "qualname": self.kernel.qualname,
+            "spec": self.spec.to_dict(),
+            "arch": settings.arch,
+            "timeout": settings.timeout,
+            "memory_mb": settings.memory_mb,
+            "run_binary": settings.run_binary,
+            "binary_reason": settings.binary_reason,
+            "adapter": settings.adapter,
+            "retry_crashes": settings.retry_crashes,
+            "blackbox": settings.blackbox,
+            "artifacts_dir": self.artifacts_dir,
+        }
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class WorkerProcess:
+    """One fork server, spoken to over its stdin/stdout."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        env = dict(os.environ)
+        env.update(settings.env)
+        env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.jobs_dir = tempfile.mkdtemp(prefix="tritriage-worker-")
+        env["TRITRIAGE_JOBS_DIR"] = self.jobs_dir
+        # The worker's stderr is a file, not a pipe nobody reads: a chatty
+        # compiler would otherwise fill the pipe and stall the worker.
+        self.stderr = tempfile.TemporaryFile(prefix="tritriage-worker-")
+        self.proc = subprocess.Popen(
+            [settings.python, "-u", "-m", "tritriage.sandbox.worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+            env=env, bufsize=0,
+            start_new_session=True,  # Ctrl-C in the terminal is the tool's to handle
+        )
+        self.info: dict = {}
+        self.error: str | None = None
+        self._buf = bytearray()
+
+    def wait_ready(self) -> dict:
+        msg = self._read(STARTUP_TIMEOUT)
+        if msg.get("op") != "ready":
+            raise WorkerDied(f"worker sent {msg!r} instead of ready")
+        self.info = msg.get("info") or {}
+        self.error = msg.get("error")
+        return self.info
+
+    def compile(self, job: dict) -> dict:
+        self._send({"op": "compile", "job": job})
+        # Up to two attempts (the crash retry) plus slack.
+        limit = 2 * float(job.get("timeout") or 120) + ANSWER_GRACE
+        while True:
+            msg = self._read(limit)
+            if msg.get("op") == "result":
+                return msg["result"]
+            if msg.get("op") == "error":
+                raise WorkerDied(msg.get("error", "worker error"))
+
+    def _send(self, msg: dict) -> None:
+        try:
+            self.proc.stdin.write((json.dumps(msg, default=str) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as e:
+            raise WorkerDied(f"worker is gone ({e}){self._stderr_tail()}") from None
+
+    def _read(self, timeout: float) -> dict:
+        """The worker's next message.  Reads the pipe's fd directly: select on a
+        buffered file would miss a line already sitting in its buffer."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line, self._buf = bytes(self._buf[:nl]), self._buf[nl + 1:]
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    continue  # not ours; the protocol channel should be clean, but never trust it
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerDied(f"worker did not answer within {timeout:g} s")
+            if not select.select([fd], [], [], left)[0]:
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                try:
+                    self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+                raise WorkerDied(f"worker exited with status {self.proc.returncode}{self._stderr_tail()}")
+            self._buf += chunk
+
+    def _stderr_tail(self) -> str:
+        try:
+            self.stderr.seek(0, os.SEEK_END)
+            size = self.stderr.tell()
+            self.stderr.seek(max(0, size - 4000))
+            tail = self.stderr.read().decode("utf-8", errors="replace").strip()
+        except (OSError, ValueError):
+            return ""
+        return f":\n{tail}" if tail else ""
+
+    def close(self, kill: bool = False) -> None:
+        if self.proc.poll() is None:
+            if not kill:
+                try:
+                    self._send({"op": "exit"})
+                    self.proc.stdin.close()
+                    self.proc.wait(timeout=5)
+                except (WorkerDied, OSError, subprocess.TimeoutExpired, ValueError):
+                    pass
+            if self.proc.poll() is None:
+                # SIGTERM: the worker kills its compile child's group, then exits.
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except (OSError, ValueError, AttributeError):
+                pass
+        self.stderr.close()
+        # What a killed worker could not clean up (its compile's work dir).
+        shutil.rmtree(self.jobs_dir, ignore_errors=True)
+
+
+def start_worker(settings: Settings) -> WorkerProcess:
+    w = WorkerProcess(settings)
+    try:
+        w.wait_ready()
+    except WorkerDied:
+        w.close(kill=True)
+        raise
+    return w
+
+
+def crash_result(job: Job, why: str) -> CompileResult:
+    """The record of a job whose worker died under it."""
+    return CompileResult(
+        kernel=job.kernel.id, spec=job.spec.name, outcome="crash", error=why,
+        stages=tuple(StageResult(s, NOT_RUN, "worker died") for s in STAGES),
+    )
+
+
+_DONE = object()
+
+
+class WorkerPool:
+    """N warm workers; ``run(jobs)`` yields ``(job, CompileResult)`` as they finish."""
+
+    def __init__(self, settings: Settings, size: int | None = None):
+        self.settings = settings
+        self.size = max(1, size or os.cpu_count() or 1)
+        self._workers: list[WorkerProcess] = []
+        self._idle: list[WorkerProcess] = []  # warm, between two run() calls
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.restarts = 0
+        self.on_start = None  # called (from a feeding thread) with each job as it is sent
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close(kill=exc[0] is not None)
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, CompileResult]]:
+        todo: queue.Queue = queue.Queue()
+        jobs = list(jobs)
+        for job in jobs:
+            todo.put(job)
+        if not jobs:
+            return
+        self._stop.clear()
+        done: queue.Queue = queue.Queue()
+        threads = [threading.Thread(target=self._feed, args=(todo, done), daemon=True)
+                   for _ in range(min(self.size, len(jobs)))]
+        for t in threads:
+            t.start()
+        finished = 0
+        try:
+            while finished < len(threads):
+                item = done.get()
+                if item is _DONE:
+                    finished += 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            self._stop.set()
+            # Drain so feeding threads blocked on nothing can end.
+            while True:
+                try:
+                    todo.get_nowait()
+                except queue.Empty:
+                    break
+
+    def _feed(self, todo: queue.Queue, done: queue.Queue) -> None:
+        worker: WorkerProcess | None = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    job = todo.get_nowait()
+                except queue.Empty:
+                    break
+                if worker is None:
+                    try:
+                        worker = self._start()
+                    except (WorkerDied, OSError) as e:
+                        done.put(WorkerStartError(f"cannot start a compile worker with {self.settings.python}: {e}"))
+                        return
+                if self.on_start is not None:
+                    self.on_start(job)
+                result = None
+                # A worker that dies under a job gets one more chance on a fresh
+                # worker, as a crashing compile does: only a repeat is a verdict.
+                for attempt in range(2):
+                    if worker is None:
+                        try:
+                            worker = self._start()
+                        except (WorkerDied, OSError) as e:
+                            result = crash_result(job, f"compile worker died: cannot restart it: {e}")
+                            break
+                    try:
+                        result = CompileResult.from_dict(worker.compile(job.wire(self.settings)))
+                        break
+                    except WorkerDied as e:
+                        worker.close(kill=True)
+                        self._forget(worker)
+                        worker = None
+                        self.restarts += 1
+                        result = crash_result(job, f"compile worker died{' again' if attempt else ''}: {e}")
+                done.put((job, result))
+        except BaseException as e:  # noqa: BLE001 - surface in the main thread
+            done.put(e)
+        finally:
+            if worker is not None:
+                with self._lock:
+                    self._idle.append(worker)
+            done.put(_DONE)
+
+    def _start(self) -> WorkerProcess:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        w = start_worker(self.settings)
+        with self._lock:
+            if not self._stop.is_set():
+                self._workers.append(w)
+                return w
+        # The pool closed while this worker was starting: nobody would close it.
+        w.close(kill=True)
+        raise WorkerDied("the pool is closed")
+
+    def warm_up(self) -> None:
+        """Start every worker now, in parallel (benchmarks; otherwise lazy)."""
+        with self._lock:
+            missing = self.size - len(self._workers)
+        started: list = []
+        threads = [threading.Thread(target=lambda: started.append(start_worker(self.settings)))
+                   for _ in range(max(0, missing))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with self._lock:
+            self._workers.extend(started)
+            self._idle.extend(started)
+
+    def _forget(self, w: WorkerProcess) -> None:
+        with self._lock:
+            if w in self._workers:
+                self._workers.remove(w)
+            if w in self._idle:
+                self._idle.remove(w)
+
+    def close(self, kill: bool = False) -> None:
+        self._stop.set()
+        with self._lock:
+            workers, self._workers, self._idle = self._workers, [], []
+        for w in workers:
+            w.close(kill=kill)
+
+
+class WorkerStartError(Exception):
+    pass

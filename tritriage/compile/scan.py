@@ -1,0 +1,605 @@
+"""Scan and rerun: compile every entry kernel and keep the verdicts.
+
+``run_scan`` discovers the checkout's kernels, asks for their specs, checks the
+environment once, then compiles each (kernel, spec) on warm workers, classifies
+each failure and writes each result to the store the moment it arrives.  A
+result whose cache key (kernel and helper sources, spec, compiler version,
+settings) is already in the store is copied instead of compiled.  An
+interrupted scan (Ctrl-C) is marked as such and the next ``scan`` of the same
+checkout continues it.
+
+``rerun`` recompiles a chosen subset of the latest run and says before ->
+after for each.  Every result goes through one function, ``record`` (classify,
+decide spec error or Ascend failure, store): scan, rerun, cached copies and the
+reference cross-check alike.  Nothing here prints: the commands
+(``tritriage/commands/``) show progress and results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tritriage.cache import classifier_version, compile_key, prepared_key
+from tritriage.classify.verdict import SUSPECT_NOTE, describe, verdict
+from tritriage.compile.pool import Job, Settings, WorkerPool, WorkerStartError
+from tritriage.compile.environment import EnvReport, check_environment, doctor_lines, git_commit, require
+from tritriage.errors import UserError
+from tritriage.model import OUTCOMES, PASSES, STAGES, CompileResult, Diagnosis, Inventory, Kernel, Spec
+from tritriage.store import Store, StoredResult
+
+
+SpecsFn = Callable[[Kernel, Inventory, Path], list]
+
+
+class NullProgress:
+    """What a scan tells its caller as it goes; the commands show it
+    (``tritriage/commands/progress.py``), a library caller may ignore it."""
+
+    def __init__(self, total: int = 0):
+        self.total = total
+
+    def started(self, job: Job) -> None:
+        pass
+
+    def add(self, result: CompileResult, job: Job | None = None, advance: int = 1) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+# Called with the number of compiles to come; returns a NullProgress-like object.
+ProgressFactory = Callable[[int], NullProgress]
+
+
+@dataclass
+class ScanSummary:
+    run_id: int
+    checkout: str
+    env: EnvReport | None = None
+    entries: int = 0  # entry kernels considered
+    no_spec: list = field(default_factory=list)  # kernel ids that got no spec
+    pairs: int = 0  # (kernel, spec) pairs in the run
+    compiled: list = field(default_factory=list)  # (kernel id, spec name) compiled by this call
+    cached: int = 0
+    resumed: int = 0  # pairs already done by the run this call continued
+    counts: Counter = field(default_factory=Counter)  # outcome -> pairs, whole run
+    failed_at: Counter = field(default_factory=Counter)  # stage -> failed pairs, whole run
+    flaky: int = 0
+    wall: float = 0.0
+    compiler_seconds: float = 0.0  # summed over the compiles of this call
+    worker_seconds: float = 0.0  # summed wall time of those compiles, worker side
+    interrupted: bool = False
+    prepare_seconds: float = 0.0  # discovery and specs (or their cached answer)
+
+    def line(self) -> str:
+        parts = []
+        for o in OUTCOMES:
+            n = self.counts.get(o, 0)
+            if not n and o in ("passed", "spec-error", "oom"):
+                continue
+            if o == "failed" and self.failed_at:
+                at = ", ".join(f"{s} {self.failed_at[s]}" for s in STAGES if self.failed_at.get(s))
+                parts.append(f"failed {n} ({at})")
+            else:
+                parts.append(f"{o} {n}")
+        extra = f", {self.flaky} flaky" if self.flaky else ""
+        how = f"{len(self.compiled)} compiled, {self.cached} from cache" + (
+            f", {self.resumed} already done" if self.resumed else "")
+        nospec = f"; {len(self.no_spec)} entry kernels without a spec" if self.no_spec else ""
+        state = " (interrupted: run scan again to resume)" if self.interrupted else ""
+        return (f"run #{self.run_id}: {self.pairs} kernel/spec pairs ({how}): {', '.join(parts)}{extra}"
+                f"{nospec} in {self.wall:.1f} s{state}")
+
+
+# --------------------------------------------------------------------------
+# pieces shared by scan and rerun
+
+
+def _default_specs_fn() -> SpecsFn | None:
+    try:
+        from tritriage.specs.resolve import specs_for
+    except ImportError:
+        return None
+    return specs_for
+
+
+def _call_specs(fn: SpecsFn, kernel: Kernel, inventory: Inventory, root: Path,
+                catalog_dirs: Sequence[str | Path]) -> list[Spec]:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if catalog_dirs and ("catalog_dirs" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())):
+        return list(fn(kernel, inventory, root, catalog_dirs=list(catalog_dirs)))
+    return list(fn(kernel, inventory, root))
+
+
+def _prepare(root: str | Path, specs_fn: SpecsFn | None, catalog_dirs: Sequence[str | Path], store: Store,
+             use_cache: bool, entry_filter: Sequence[str] | None, inventory: Inventory | None = None):
+    """The checkout's inventory and each entry kernel's specs (or why it has none).
+
+    Discovery and spec inference take tens of seconds on a large checkout, so
+    when tritriage's own spec source is used their answer is kept in the store
+    under ``_prepared_key`` and reused while nothing they read has changed.
+    """
+    from tritriage.discover.inventory import check_root, discover
+
+    root_path = check_root(root) if inventory is None else Path(inventory.root)
+    cacheable = specs_fn is None and inventory is None and use_cache and not entry_filter
+    specs_fn = specs_fn or _default_specs_fn()
+    if specs_fn is None:
+        raise UserError("no spec source: tritriage.specs.resolve is not installed")
+    key = prepared_key(root_path, catalog_dirs) if cacheable else None
+    if key is not None:
+        data = store.prepared(key)
+        if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Inventory):
+            return data
+    if inventory is None:
+        inventory = discover(root_path)
+    entries = [k for k in inventory.kernels if k.kind == "entry"]
+    if entry_filter:
+        entries = _filter_kernels(inventory, entries, entry_filter)
+    specs: dict[str, tuple[tuple[Spec, ...], str]] = {}
+    for k in entries:
+        try:
+            specs[k.id] = (tuple(_call_specs(specs_fn, k, inventory, root_path, catalog_dirs)), "")
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one kernel's spec trouble is that kernel's result
+            specs[k.id] = ((), f"{type(e).__name__}: {e}")
+    if key is not None:
+        store.put_prepared(key, str(root_path), (inventory, specs))
+    return inventory, specs
+
+
+def _settings(env: EnvReport, *, python: str, arch: str, timeout: float, memory_mb: int | None,
+              adapter: str | None) -> Settings:
+    return Settings(python=python, arch=arch, timeout=float(timeout), memory_mb=memory_mb,
+                    run_binary=env.cann_available, binary_reason=env.cann_reason, adapter=adapter)
+
+
+def resolve_python(python: str | None) -> str:
+    if not python:
+        return sys.executable
+    if os.sep in python:
+        return str(Path(python).expanduser().absolute())
+    import shutil
+    found = shutil.which(python)
+    if not found:
+        raise UserError(f"--python {python}: not found on PATH")
+    return found
+
+
+# --------------------------------------------------------------------------
+# scan
+
+
+def run_scan(
+    root: str | Path,
+    *,
+    python: str | None = None,
+    jobs: int | None = None,
+    arch: str = "Ascend910B",
+    timeout: float = 120.0,
+    memory_mb: int | None = 8192,
+    use_cache: bool = True,
+    kernels_filter: Sequence[str] | None = None,
+    progress_factory: ProgressFactory | None = None,
+    resume: bool | None = None,
+    catalog_dirs: Sequence[str | Path] = (),
+    store: Store | None = None,
+    specs_fn: SpecsFn | None = None,
+    inventory: Inventory | None = None,
+    adapter: str | None = None,
+    argv: Sequence[str] | None = None,
+    say: Callable[[str], None] | None = None,
+    on_result: Callable[[CompileResult], None] | None = None,
+    env: EnvReport | None = None,
+    reference: bool = False,
+) -> ScanSummary:
+    """Compile every entry kernel of ``root`` with each of its specs; see the module docstring.
+
+    ``resume``: None continues the checkout's interrupted run when there is
+    one, True insists on it, False always starts a new run.  ``specs_fn`` and
+    ``inventory`` replace spec inference and discovery (tests, benchmarks);
+    ``adapter`` replaces triton-adapter-opt; ``on_result`` sees each result
+    after it is stored.  ``reference`` compiles the specs that triton-ascend's
+    frontend rejected on upstream Triton too: where upstream rejects them as
+    well, the spec is at fault and the result becomes a spec-error.
+    """
+    t0 = time.time()
+    python = resolve_python(python)
+    if env is None:
+        env = check_environment(python, arch=arch, adapter=adapter)
+    require(env)
+    say = say or (lambda line: None)
+
+    settings = _settings(env, python=python, arch=arch, timeout=timeout, memory_mb=memory_mb, adapter=adapter)
+    own_store = store is None
+    store = store or Store.open()
+    summary = ScanSummary(run_id=0, checkout=str(root))
+    try:
+        t_prepare = time.time()
+        inventory, specs = _prepare(root, specs_fn, catalog_dirs, store, use_cache, kernels_filter, inventory)
+        summary.prepare_seconds = time.time() - t_prepare
+        checkout = inventory.root
+        summary.checkout = checkout
+        summary.env = env
+        entries = [k for k in inventory.kernels if k.kind == "entry"]
+        if kernels_filter:
+            entries = _filter_kernels(inventory, entries, kernels_filter)
+        summary.entries = len(entries)
+
+        # A spec problem is a result too, stored like any other.
+        pairs: list[tuple[Kernel, Spec | None, str]] = []
+        for k in entries:
+            kspecs, problem = specs.get(k.id, ((), ""))
+            if problem:
+                pairs.append((k, None, problem))
+            elif not kspecs:
+                summary.no_spec.append(k.id)
+            for s in kspecs:
+                pairs.append((k, s, ""))
+
+        run_id, done = _open_run(store, checkout, settings, env, resume, argv, inventory, catalog_dirs)
+        summary.run_id = run_id
+        summary.resumed = sum(1 for k, s, _ in pairs if (k.id, s.name if s else "default") in done)
+
+        compile_ver = env.compiler_version
+        by_id = inventory.by_id()
+        jobs_todo: list[Job] = []
+        progress = (progress_factory or NullProgress)(len(pairs) - summary.resumed)
+        try:
+            with store.transaction():  # cache copies: one commit, not hundreds
+                for k, s, spec_problem in pairs:
+                    name = s.name if s is not None else "default"
+                    if (k.id, name) in done:
+                        continue
+                    if s is None:
+                        result = CompileResult(kernel=k.id, spec=name, outcome="spec-error", error=spec_problem)
+                        _record(store, run_id, result, "", checkout, settings, summary, on_result)
+                        progress.add(result)
+                        continue
+                    key = compile_key(k, s, inventory, settings.cache_fields(), compile_ver, checkout, by_id=by_id)
+                    if use_cache:
+                        hit = store.copy_cached(key, run_id, s, timeout=settings.timeout,
+                                                memory_mb=settings.memory_mb)
+                        if hit is not None:
+                            outcome, classified_by = hit
+                            if outcome not in PASSES and classified_by != classifier_version():
+                                # The rules changed since: classify the copy again.
+                                copy = store.result(run_id, k.id, name)
+                                result, _ = record(store, run_id, copy.result, spec=s, key=key, checkout=checkout,
+                                                   settings=settings, cached_from=copy.cached_from)
+                                outcome = result.outcome
+                            summary.cached += 1
+                            progress.add(CompileResult(kernel=k.id, spec=name, outcome=outcome))
+                            continue
+                    jobs_todo.append(Job(kernel=k, spec=s, checkout=checkout, cache_key=key, id=len(jobs_todo),
+                                         artifacts_dir=str(store.artifacts_dir(run_id, k.id, name))))
+            if jobs_todo:
+                _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progress, on_result)
+        finally:
+            progress.stop()
+        if reference:
+            _cross_check(store, run_id, inventory, python, jobs, say)
+        store.finish_run(run_id, "complete")
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        if summary.run_id:
+            store.finish_run(summary.run_id, "interrupted")
+        raise
+    finally:
+        _tally(store, summary)
+        summary.wall = time.time() - t0
+        if own_store:
+            store.close()
+    return summary
+
+
+def _cross_check(store: Store, run_id: int, inventory: Inventory, python: str, jobs, say) -> None:
+    """Tell bad specs from Ascend gaps among the frontend failures (``--reference``)."""
+    from tritriage.specs.resolve import validate
+
+    by_id = inventory.by_id()
+    failed = [r for r in store.results(run_id)
+              if r.kernel in by_id and r.failed_stage == "frontend"
+              and (r.outcome == "failed" or (r.outcome == "spec-error" and SUSPECT_NOTE in r.result.error))]
+    if not failed:
+        return
+    say(f"cross-checking {len(failed)} frontend failures on upstream Triton")
+    verdicts = validate([(by_id[r.kernel], r.spec) for r in failed], inventory.root, reference=True,
+                        python=python, jobs=jobs)
+    import dataclasses
+    with store.transaction():
+        for r, v in zip(failed, verdicts):
+            if not v.cross_checked:
+                continue
+            note = f"\n\n[reference] {v.reason}"
+            outcome = "failed" if v.reference else "spec-error"
+            error = r.result.error.replace(f"\n\n{SUSPECT_NOTE}", "")  # the reference decides now
+            result = dataclasses.replace(r.result, outcome=outcome, error=error + note)
+            record(store, run_id, result, spec=r.spec, key=r.cache_key, checkout=inventory.root,
+                   cached_from=r.cached_from, reference_decided=True)
+
+
+def _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progress, on_result) -> None:
+    pool = WorkerPool(settings, jobs)
+    pool.on_start = progress.started
+    try:
+        for job, result in pool.run(jobs_todo):
+            _record(store, run_id, result, job.cache_key, checkout, settings, summary, on_result, spec=job.spec)
+            progress.add(result, job)
+    except WorkerStartError as e:
+        raise UserError(str(e)) from None
+    finally:
+        # Ctrl-C or not, no worker or compile child outlives the scan.
+        pool.close(kill=True)
+
+
+def record(store: Store, run_id: int, result: CompileResult, *, spec: Spec | None, key: str | None,
+           checkout: str | None, settings: Settings | None = None, cached_from: int | None = None,
+           reference_decided: bool = False) -> tuple[CompileResult, Diagnosis | None]:
+    """The one way a compile result enters the store: classify it, decide whose
+    failure it is (``classify.verdict``), store it.  Scan, rerun, cached copies
+    and the reference cross-check all come through here, so that the same
+    compile output never gets two verdicts."""
+    result, diagnosis = verdict(result, spec, checkout, reference_decided=reference_decided)
+    store.add_result(run_id, result, diagnosis, key or None, spec=spec, cached_from=cached_from,
+                     timeout=settings.timeout if settings else None,
+                     memory_mb=settings.memory_mb if settings else None, classifier=classifier_version())
+    return result, diagnosis
+
+
+def _record(store, run_id, result, key, checkout, settings, summary, on_result, spec=None) -> None:
+    result, _ = record(store, run_id, result, spec=spec, key=key, checkout=checkout, settings=settings)
+    if key:
+        summary.compiled.append((result.kernel, result.spec))
+        summary.compiler_seconds += result.compiler_seconds
+        summary.worker_seconds += result.seconds
+    if on_result is not None:
+        on_result(result)
+
+
+def _tally(store: Store, summary: ScanSummary) -> None:
+    if not summary.run_id:
+        return
+    rows = store.outcomes(summary.run_id)
+    summary.pairs = len(rows)
+    summary.counts = Counter(outcome for _, _, outcome, _, _ in rows)
+    summary.failed_at = Counter(stage for _, _, outcome, stage, _ in rows if outcome == "failed" and stage)
+    summary.flaky = sum(1 for *_, flaky in rows if flaky)
+
+
+def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, resume: bool | None,
+              argv, inventory: Inventory, catalog_dirs: Sequence[str | Path] = ()) -> tuple[int, set]:
+    """The run to write into, and the pairs it already holds."""
+    if resume is not False:
+        last = store.latest_run(checkout)
+        same = last is not None and (last.status == "interrupted" or
+                                     last.status == "running" and not _still_running(last)) and \
+            last.settings.get("fingerprint") == _fingerprint(settings, env)
+        if same:
+            # Finished pairs of a checkout that has changed since are not worth
+            # keeping in the same run (the cache still reuses what is unchanged).
+            then = {k.id: k.source_hash for k in store.kernels(last.id)}
+            same = all(then.get(k.id) == k.source_hash for k in inventory.kernels)
+        if same:
+            store.mark_running(last.id, pid=os.getpid(), host=socket.gethostname())
+            store.add_kernels(last.id, inventory.kernels)
+            return last.id, store.done(last.id)
+        if resume:
+            raise UserError(f"nothing to resume: the last scan of {checkout} "
+                            + ("finished" if last else "does not exist")
+                            + (", used other settings or saw other sources" if last and last.status != "complete"
+                               else ""))
+    run_id = store.new_run(
+        checkout=checkout, commit=git_commit(checkout), triton_ascend=env.triton_ascend_version or env.triton_version,
+        cann=env.cann_label, arch=settings.arch, python=settings.python, stages_available=env.stages,
+        argv=list(argv if argv is not None else sys.argv),
+        settings={"arch": settings.arch, "timeout": settings.timeout, "memory_mb": settings.memory_mb,
+                  "python": settings.python, "adapter": settings.adapter,
+                  "catalog_dirs": [str(Path(d).resolve()) for d in catalog_dirs],
+                  "pid": os.getpid(), "host": socket.gethostname(),
+                  "fingerprint": _fingerprint(settings, env)},
+    )
+    store.add_kernels(run_id, inventory.kernels)
+    return run_id, set()
+
+
+def _still_running(run) -> bool:
+    """Whether the scan that wrote ``run`` is alive (a run left 'running' by a
+    killed scan may be resumed; one that another scan is writing may not)."""
+    pid, host = run.settings.get("pid"), run.settings.get("host")
+    if not pid or host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OSError):
+        return True
+    return int(pid) != os.getpid()
+
+
+def _fingerprint(settings: Settings, env: EnvReport) -> str:
+    return f"{settings.python}|{settings.arch}|{settings.adapter}|{env.compiler_version}"
+
+
+def _filter_kernels(inventory: Inventory, entries: list[Kernel], names: Sequence[str]) -> list[Kernel]:
+    from tritriage.discover.inventory import find_kernels
+    wanted: dict[str, Kernel] = {}
+    for name in names:
+        found = find_kernels(inventory, name)
+        if not found:
+            raise UserError(f"unknown kernel '{name}': no Triton jit function of that name or id in {inventory.root}")
+        for k in found:
+            wanted[k.id] = k
+    return [k for k in inventory.kernels if k.id in wanted]
+
+
+# --------------------------------------------------------------------------
+# rerun
+
+
+@dataclass
+class RerunSummary:
+    run_id: int
+    changes: list = field(default_factory=list)  # (kernel id, spec, before str, after str)
+
+
+def select_results(results: list[StoredResult], *, kernel: str | None = None, file: str | None = None,
+                   failed: bool = False, cls: str | None = None, checkout: str | None = None,
+                   files: dict | None = None) -> list[StoredResult]:
+    """The stored results a rerun's filters pick (all filters must hold).
+
+    ``files`` maps kernel ids to their file relative to the checkout."""
+    files = files or {}
+    chosen = list(results)
+    if kernel:
+        ids = sorted({r.kernel for r in results})
+        exact = [i for i in ids if i == kernel]
+        matches = exact or [i for i in ids if i.rsplit(".", 1)[-1] == kernel or i.endswith("." + kernel)]
+        if not matches:
+            raise UserError(f"no kernel '{kernel}' in run: give a kernel id or bare name from `tritriage report`")
+        if len(matches) > 1:
+            raise UserError(f"kernel name '{kernel}' is ambiguous; give one of: {', '.join(matches)}")
+        chosen = [r for r in chosen if r.kernel == matches[0]]
+    if file:
+        rel = file
+        if checkout and os.path.isabs(file):
+            try:
+                rel = os.path.relpath(os.path.realpath(file), os.path.realpath(checkout))
+            except ValueError:
+                rel = file
+        rel = rel.replace(os.sep, "/")
+        while rel.startswith("./"):
+            rel = rel[2:]
+        chosen = [r for r in chosen if files.get(r.kernel) == rel or files.get(r.kernel, "").endswith("/" + rel)]
+    if failed:
+        chosen = [r for r in chosen if r.outcome not in PASSES]
+    if cls:
+        want = cls.lower()
+        chosen = [r for r in chosen if r.diagnosis is not None and
+                  (r.diagnosis.cls.lower() == want or f"{r.diagnosis.cls}: {r.diagnosis.subclass}".lower() == want)]
+    return chosen
+
+
+def rerun(
+    *,
+    kernel: str | None = None,
+    file: str | None = None,
+    failed: bool = False,
+    cls: str | None = None,
+    run_id: int | None = None,
+    python: str | None = None,
+    jobs: int | None = None,
+    timeout: float | None = None,
+    memory_mb: int | None = None,
+    progress_factory: ProgressFactory | None = None,
+    store: Store | None = None,
+    specs_fn: SpecsFn | None = None,
+    adapter: str | None = None,
+    out: Callable[[str], None] | None = None,
+) -> RerunSummary:
+    """Recompile the chosen results of a run (default: the latest) and update it in place."""
+    if not (kernel or file or failed or cls):
+        raise UserError("say what to rerun: --kernel, --file, --failed or --class")
+    own_store = store is None
+    store = store or Store.open()
+    try:
+        run = store.run(run_id) if run_id else store.latest_run()
+        if run is None:
+            raise UserError("no scan recorded yet: run `tritriage scan PATH` first" if not run_id
+                            else f"no run #{run_id} in {store.path}")
+        stored_kernels = {k.id: k for k in store.kernels(run.id)}
+        results = store.results(run.id)
+        chosen = select_results(results, kernel=kernel, file=file, failed=failed, cls=cls, checkout=run.checkout,
+                                files={k.id: k.file for k in stored_kernels.values()})
+        if not chosen:
+            raise UserError("no result of run #%d matches those filters" % run.id)
+
+        settings_in = run.settings or {}
+        python = resolve_python(python or settings_in.get("python") or run.python)
+        arch = settings_in.get("arch") or run.arch or "Ascend910B"
+        # "" asks for the real adapter where the scan used a stand-in.
+        adapter = (adapter if adapter is not None else settings_in.get("adapter")) or None
+        env = check_environment(python, arch=arch, adapter=adapter)
+        require(env)
+        settings = _settings(env, python=python, arch=arch,
+                             timeout=timeout or settings_in.get("timeout") or 120.0,
+                             memory_mb=memory_mb if memory_mb is not None else settings_in.get("memory_mb"),
+                             adapter=adapter)
+
+        # The checkout may have changed since the scan (that is why one reruns):
+        # take kernels, and specs when they can be inferred, from it as it is now.
+        catalog_dirs = settings_in.get("catalog_dirs") or ()
+        inventory = None
+        try:
+            from tritriage.discover.inventory import check_root, discover
+            key = prepared_key(check_root(run.checkout), catalog_dirs)
+            data = store.prepared(key)
+            inventory = data[0] if isinstance(data, tuple) and data and isinstance(data[0], Inventory) \
+                else discover(run.checkout)
+        except (ImportError, UserError):
+            pass  # the checkout is gone: recompile what the store holds
+        fresh = inventory.by_id() if inventory is not None else {}
+        specs_fn = specs_fn or _default_specs_fn()
+        jobs_todo, before = [], {}
+        for r in chosen:
+            k = fresh.get(r.kernel) or stored_kernels.get(r.kernel)
+            if k is None:
+                continue
+            spec = r.spec
+            if specs_fn is not None and inventory is not None and r.kernel in fresh:
+                try:
+                    for s in _call_specs(specs_fn, k, inventory, Path(run.checkout), catalog_dirs):
+                        if s.name == r.spec_name:
+                            spec = s
+                except Exception:  # noqa: BLE001 - fall back to the spec that was compiled
+                    pass
+            key = compile_key(k, spec, inventory, settings.cache_fields(), env.compiler_version, run.checkout)
+            job = Job(kernel=k, spec=spec, checkout=run.checkout, cache_key=key, id=len(jobs_todo),
+                      artifacts_dir=str(store.artifacts_dir(run.id, k.id, spec.name)))
+            jobs_todo.append(job)
+            before[(k.id, spec.name)] = describe(r.result, r.diagnosis)
+        summary = RerunSummary(run_id=run.id)
+        emit = out or (lambda line: None)
+        progress = (progress_factory or NullProgress)(len(jobs_todo))
+        try:
+            pool = WorkerPool(settings, jobs)
+            pool.on_start = progress.started
+            try:
+                for job, result in pool.run(jobs_todo):
+                    result, diagnosis = record(store, run.id, result, spec=job.spec, key=job.cache_key,
+                                               checkout=run.checkout, settings=settings)
+                    progress.add(result, job)
+                    change = (job.kernel.id, job.spec.name, before[(job.kernel.id, job.spec.name)],
+                              describe(result, diagnosis))
+                    summary.changes.append(change)
+            except WorkerStartError as e:
+                raise UserError(str(e)) from None
+            finally:
+                pool.close(kill=True)
+        finally:
+            progress.stop()
+        for kid, spec_name, b, a in sorted(summary.changes):
+            mark = "=" if b == a else "->"
+            emit(f"{kid} [{spec_name}]: {b} {mark} {a}")
+        return summary
+    finally:
+        if own_store:
+            store.close()
+
+

@@ -1,0 +1,794 @@
+"""The compile worker: runs inside the interpreter that has triton-ascend.
+
+It is started by the tool (``tritriage/compile/pool.py``) as
+``[python, "-u", "-m", "tritriage.sandbox.worker"]`` with ``PYTHONPATH``
+pointing at the directory that holds the ``tritriage`` package, so it must work
+in an environment that has triton-ascend and nothing else of tritriage's
+dependencies: like everything in ``tritriage/sandbox/`` it imports only the
+standard library, triton and the sandbox's own modules
+(``tests/sandbox/test_boundary.py`` checks it); ``stages.py`` does the compiling itself (loading the
+kernel, specializing it, driving triton-ascend's stages, wording failures);
+this file runs it in isolated children and reads what they leave behind.
+
+Protocol: one JSON object per line.  The worker's stdout is the protocol
+channel and nothing else may write to it, so fd 1 is moved away at start and
+every compile child sends its output to a log file.
+
+  worker → tool   {"op": "ready", "info": {...probe()...}}   once, after importing triton
+  tool → worker   {"op": "compile", "job": {...}}            see ``Job`` in engine.py
+  worker → tool   {"op": "result", "id": ..., "result": CompileResult dict}
+  tool → worker   {"op": "exit"}                             (or EOF)
+
+Why a fork server: importing triton costs more than most compiles, so the
+server imports it once and forks one child per compile.  The child is thrown
+away afterwards, which keeps each compile isolated: a crash, a hang or a memory
+blow-up (in the Python process or in ``triton-adapter-opt``) ends that child
+only.  The child leads its own process group so that a timeout kills the
+external tool too.
+
+``python -m tritriage.sandbox.worker --probe`` prints ``probe()`` as JSON and
+exits: the environment check (``environment.py``) uses it.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import select
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+
+from tritriage.sandbox import stages
+from tritriage.sandbox.stages import DEFAULT_ARCH, OOM_MARKERS, STAGES, TOOL_OF_STAGE, cann_status, read_from, signame
+from tritriage.sandbox.records import CompileResult, StageResult
+from tritriage.sandbox.stages import FAILED, NOT_RUN, PASSED
+
+# Memory is sampled this often while a child runs (seconds).
+POLL = 0.05
+
+
+# --------------------------------------------------------------------------
+# environment probe
+
+
+def known_archs() -> list[str]:
+    """The SoC names triton-ascend accepts, read from triton-ascend itself.
+
+    triton-ascend only lists them inside ``get_ascend_arch_from_env``'s error
+    message, so ask it with a name it will reject and read the list back.
+    """
+    try:
+        from triton.backends.ascend import utils  # noqa: PLC0415 - the backend's helper module
+    except Exception:
+        return []
+    saved = os.environ.get("TRITON_ASCEND_ARCH")
+    os.environ["TRITON_ASCEND_ARCH"] = "tritriage-probe"
+    try:
+        utils.get_ascend_arch_from_env()
+        return []
+    except ValueError as e:
+        text = str(e)
+        inside = text[text.find("[") + 1: text.rfind("]")]
+        return [a.strip() for a in inside.split(",") if a.strip()]
+    except Exception:
+        return []
+    finally:
+        if saved is None:
+            os.environ.pop("TRITON_ASCEND_ARCH", None)
+        else:
+            os.environ["TRITON_ASCEND_ARCH"] = saved
+
+
+def probe() -> dict:
+    """What this interpreter offers: triton-ascend, its adapter, CANN."""
+    info: dict = {
+        "python": sys.executable,
+        "python_version": sys.version.split()[0],
+        "triton": None,
+        "triton_version": None,
+        "triton_ascend_version": None,
+        "triton_error": None,
+        "adapter": None,
+        "adapter_executable": False,
+        "backend_ok": False,
+        "archs": [],
+        "cann": cann_status(),
+    }
+    try:
+        import triton
+    except Exception as e:  # noqa: BLE001 - any import failure means "no triton here"
+        info["triton_error"] = f"{type(e).__name__}: {e}"
+        return info
+    info["triton"] = os.path.dirname(triton.__file__)
+    info["triton_version"] = getattr(triton, "__version__", None)
+    try:
+        from importlib import metadata
+        info["triton_ascend_version"] = metadata.version("triton-ascend")
+    except Exception:
+        pass
+    try:
+        from triton.backends.ascend.utils import _get_triton_adapter_opt_path
+        adapter = _get_triton_adapter_opt_path()
+    except Exception:
+        adapter = os.path.join(info["triton"], "backends", "ascend", "triton-adapter-opt")
+    info["adapter"] = adapter
+    info["adapter_executable"] = os.path.isfile(adapter) and os.access(adapter, os.X_OK)
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler.compiler import make_backend
+        make_backend(GPUTarget("npu", DEFAULT_ARCH, 0))
+        info["backend_ok"] = True
+    except Exception as e:  # noqa: BLE001
+        info["triton_error"] = f"no Ascend backend: {type(e).__name__}: {e}"
+    info["archs"] = known_archs()
+    return info
+
+
+# --------------------------------------------------------------------------
+# the compile child
+
+
+class _Recorder(stages.Reporter):
+    """What the child has done so far, appended to a file the server can read
+    even when the child dies or is killed mid-stage."""
+
+    def __init__(self, workdir: str, log_path: str, adapter: str | None = None):
+        super().__init__(workdir, log_path, adapter)
+        self.path = os.path.join(workdir, "progress.jsonl")
+        self.f = open(self.path, "a", buffering=1, encoding="utf-8")
+
+    def event(self, **kw):
+        self.f.write(json.dumps(kw, default=str) + "\n")
+        self.f.flush()
+
+    def start(self, stage: str):
+        super().start(stage)
+        self.event(start=stage, t=time.time())
+
+    def done(self, result: dict):
+        super().done(result)
+        self.event(done=result)
+
+    def tool_call(self, argv: list[str], saved_input: str | None, out_path: str, err_path: str, stage: str):
+        super().tool_call(argv, saved_input, out_path, err_path, stage)
+        self.event(tool=argv, input=saved_input, stage=stage, stdout=out_path, stderr=err_path)
+
+
+# The most checkout files a server keeps parsed.
+MAX_PREPARSED = 600
+
+
+def _loader_state(checkout: str):
+    """The loader's per-checkout state (parsed files), or None.
+
+    The loader has no public API for this: these are its internals, used
+    only to save time, so any difference in them just means no warming.
+    """
+    try:
+        from pathlib import Path
+
+        from tritriage.sandbox import loader
+        root = Path(checkout).resolve()
+        with loader._lock:
+            state = loader._loaders.get(root)
+            if state is None:
+                state = loader._loaders[root] = loader._Loader(root)
+        return state
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _parsed_files(checkout: str) -> list[str]:
+    state = _loader_state(checkout)
+    try:
+        return sorted(state.sources) if state is not None else []
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def preparse(checkout: str, files) -> None:
+    """Parse checkout files in the server (no code runs: the loader only parses
+    them here), so that each compile child inherits the parsed trees."""
+    state = _loader_state(checkout)
+    if state is None:
+        return
+    for rel in files:
+        try:
+            state.source(rel)
+        except Exception:  # noqa: BLE001 - the child meets (and reports) the same problem
+            pass
+
+
+def _installed_imports(names: set[str], checkout: str) -> list[str]:
+    """Top-level installed packages (torch, numpy...) that loading a kernel
+    imported for real: the server imports them once so that later children
+    inherit them instead of paying for the import every time."""
+    out = set()
+    root = os.path.realpath(checkout) + os.sep
+    for name in names:
+        top = name.partition(".")[0]
+        if top in out or top.startswith(("tritriage", "_")) or top in sys.builtin_module_names:
+            continue
+        mod = sys.modules.get(top)
+        path = getattr(mod, "__file__", None) or ""
+        if path and not os.path.realpath(path).startswith(root):
+            out.add(top)
+    return sorted(out)
+
+
+def compile_job(job: dict, rec: _Recorder) -> CompileResult:
+    """Load the kernel, then compile it as ``stages`` does."""
+    t_start = time.time()
+    rec.start("load")
+    modules_before = set(sys.modules)
+    try:
+        from tritriage.sandbox.loader import load_kernel
+        fn, text = stages.load(load_kernel, job["checkout"], job["file"], job["qualname"])
+    except Exception as e:  # noqa: BLE001 - tritriage's loader did not import
+        fn, text = None, stages.exception_text(e)
+    finally:
+        rec.event(imported=_installed_imports(set(sys.modules) - modules_before, job["checkout"]),
+                  parsed=_parsed_files(job["checkout"]))
+    if fn is None:
+        out = stages.result([], "loader-error", text, t_start=t_start)
+    else:
+        out = stages.compile_kernel(fn, job["spec"], rec, arch=job.get("arch"), run_binary=job.get("run_binary"),
+                                    binary_reason=job.get("binary_reason"), blackbox=job.get("blackbox"))
+    return CompileResult.from_dict(dict(out, kernel=job["kernel"], spec=job["spec"].get("name", "default")))
+
+
+_LIBC = None
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+def _die_with_server(server_pid: int) -> None:
+    """If the server dies, take this compile and its external tool down too.
+
+    The child leads its own process group (so that a timeout can kill the
+    tool), which also means nothing kills it when the server goes: ask the
+    kernel for a SIGTERM then, and end the whole group from its handler.
+    """
+    def end_group(signum, frame):
+        os.killpg(0, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, end_group)
+    try:
+        _libc().prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the tool's timeouts still apply
+        return
+    if os.getppid() != server_pid:  # the server died before prctl
+        end_group(signal.SIGTERM, None)
+
+
+def _child_main(job: dict, workdir: str, memory_mb: int | None, server_pid: int, close_fds=(),
+                done_fd: int | None = None) -> None:
+    """Body of the forked child; never returns."""
+    code = 70
+    try:
+        os.setsid()  # own process group: a timeout kills the external tool with us
+        for fd in close_fds:
+            # The protocol channel: a child holding it would keep the tool
+            # from seeing EOF when the server dies.
+            os.close(fd)
+        _die_with_server(server_pid)
+        log_path = os.path.join(workdir, "log.txt")
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")
+        sys.stderr = open(2, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        if memory_mb:
+            # A backstop only: the server watches resident memory and stops the
+            # child at the limit.  Address space is far larger than what is
+            # resident, hence the slack.
+            import resource
+            vsz = _vm_size_kb(os.getpid()) * 1024
+            cap = vsz + 2 * memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        cache = os.path.join(workdir, "triton-cache")
+        os.makedirs(cache, exist_ok=True)
+        # A cache of its own, or a retried failure reads "already failed once".
+        os.environ["TRITON_CACHE_DIR"] = cache
+        # triton-ascend's own TemporaryDirectory for the adapter's input is
+        # never cleaned when a hang or crash kills the compile: keep it in
+        # the job's work dir, which the server removes.
+        os.environ["TMPDIR"] = workdir
+        tempfile.tempdir = workdir
+        os.environ["TRITON_DUMP_DIR"] = os.path.join(workdir, "dump")
+        os.environ["TRITON_OVERRIDE_DIR"] = os.path.join(workdir, "override")
+        rec = _Recorder(workdir, log_path, job.get("adapter"))
+        try:
+            result = compile_job(job, rec)
+        except MemoryError:
+            result = CompileResult(kernel=job["kernel"], spec=job["spec"].get("name", "default"),
+                                   outcome="oom", error="MemoryError")
+        tmp = os.path.join(workdir, "result.json.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(result.to_json())
+        os.replace(tmp, os.path.join(workdir, "result.json"))
+        code = 0
+        if done_fd is not None:
+            # The server may go on now; tearing this process down is the kernel's business.
+            os.write(done_fd, b"1")
+    except BaseException:  # noqa: BLE001 - the child reports everything through its exit
+        try:
+            traceback.print_exc()
+        except Exception:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+        os._exit(code)
+
+
+def _exited(pid: int, wait: float) -> bool:
+    """Whether ``pid`` has exited, polling for up to ``wait`` seconds (leaves it unreaped)."""
+    end = time.time() + wait
+    while True:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        if info is not None:
+            return True
+        if time.time() >= end:
+            return False
+        time.sleep(0.002)
+
+
+def _vm_size_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and its descendants (the adapter included)."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            continue
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+# --------------------------------------------------------------------------
+# the server
+
+
+class Server:
+    def __init__(self, out):
+        self.out = out
+        self.child: int | None = None
+        self.to_preload: set[str] = set()
+        self.preloaded: set[str] = set()
+        self.to_parse: dict[str, set[str]] = {}  # checkout -> files its compiles parsed
+        self.parsed: dict[str, set[str]] = {}
+        self.zombies: list[int] = []  # finished children not reaped yet
+
+    def reap(self) -> None:
+        for pid in list(self.zombies):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.zombies.remove(pid)
+
+    def warm_loader(self, job: dict) -> None:
+        """Parse, once and here, the kernel's file and what earlier compiles parsed."""
+        checkout = job.get("checkout")
+        if not checkout:
+            return
+        done = self.parsed.setdefault(checkout, set())
+        want = ({job["file"]} | self.to_parse.get(checkout, set())) - done
+        room = MAX_PREPARSED - len(done)
+        if not want or room <= 0:
+            return
+        files = sorted(want)[:room]
+        done.update(files)
+        preparse(checkout, files)
+
+    def preload(self) -> None:
+        """Import, once and here, what compile children had to import themselves."""
+        for name in sorted(self.to_preload - self.preloaded):
+            self.preloaded.add(name)
+            try:
+                __import__(name)
+            except BaseException:  # noqa: BLE001 - children will import (or fail) on their own
+                pass
+
+    def send(self, msg: dict) -> None:
+        self.out.write(json.dumps(msg, default=str) + "\n")
+        self.out.flush()
+
+    def kill_child(self) -> None:
+        if self.child is not None:
+            # The group may not exist yet if the child has not reached setsid.
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(self.child, signal.SIGKILL)
+                except OSError:
+                    pass
+
+    def attempt(self, job: dict) -> tuple[CompileResult, str]:
+        """One compile in a fresh child; returns the result and its work dir."""
+        self.reap()
+        self.preload()
+        self.warm_loader(job)
+        # Under the directory the tool made for this worker, which the tool
+        # removes when the worker ends, however it ends.
+        workdir = tempfile.mkdtemp(prefix="job-", dir=os.environ.get("TRITRIAGE_JOBS_DIR") or None)
+        timeout = float(job.get("timeout") or 120)
+        memory_mb = job.get("memory_mb")
+        limit = memory_mb * 1024 * 1024 if memory_mb else None
+        sys.stdout.flush()
+        sys.stderr.flush()
+        t0 = time.time()
+        server_pid = os.getpid()
+        try:
+            close_fds = (self.out.fileno(),)
+        except (AttributeError, OSError, ValueError):
+            close_fds = ()
+        done_r, done_w = os.pipe()
+        # Objects the server holds go to the permanent generation: a garbage
+        # collection in the child would otherwise touch every one of them and
+        # copy hundreds of megabytes of shared pages.
+        gc.freeze()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(done_r)
+                _child_main(job, workdir, memory_mb, server_pid, close_fds=close_fds, done_fd=done_w)
+            finally:
+                os._exit(70)  # a child must never return into the server's loop
+        os.close(done_w)
+        self.child = pid
+        reason = None
+        peak = 0
+        status = 0
+        finished = False  # the child said its result is written
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # Python < 3.9 or Linux < 5.3
+            pidfd = None
+        try:
+            while True:
+                wait = min(POLL, max(0.0, t0 + timeout - time.time()))
+                watched = [done_r] + ([pidfd] if pidfd is not None else [])
+                ready = select.select(watched, [], [], wait if pidfd is not None else min(wait, 0.005))[0]
+                if done_r in ready and os.read(done_r, 1):
+                    finished = True
+                    break
+                if ready or (pidfd is None and _exited(pid, 0)):
+                    break
+                if limit:
+                    rss = _tree_rss(pid)
+                    peak = max(peak, rss)
+                    if rss > limit:
+                        reason = "oom"
+                        break
+                if time.time() >= t0 + timeout:
+                    reason = "timeout"
+                    break
+            # Also ends a tool the child left behind: the group dies with the child.
+            self.kill_child()
+            if finished:
+                # Reaped later: waiting for the kernel to tear the child down
+                # would cost every compile several milliseconds.
+                self.zombies.append(pid)
+            else:
+                _, status = os.waitpid(pid, 0)
+        finally:
+            self.child = None
+            os.close(done_r)
+            if pidfd is not None:
+                os.close(pidfd)
+        elapsed = time.time() - t0
+        result = self._result(job, workdir, status, reason, elapsed, timeout, memory_mb, peak)
+        return result, workdir
+
+    def _result(self, job, workdir, status, reason, elapsed, timeout, memory_mb, peak) -> CompileResult:
+        if reason is None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            imported, parsed = _progress_loads(workdir)
+            self.to_preload.update(imported)
+            self.to_parse.setdefault(job.get("checkout", ""), set()).update(parsed)
+        log = read_from(os.path.join(workdir, "log.txt"))
+        path = os.path.join(workdir, "result.json")
+        if reason is None and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                result = CompileResult.from_dict(json.load(f))
+            return _replace(result, log=log, seconds=elapsed)
+        # The child did not finish: rebuild what it got through from its progress file.
+        stages, current, tool = _progress(workdir)
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        if reason == "timeout":
+            outcome, why = "timeout", f"timed out after {timeout:g} s"
+            sig = None
+        elif reason == "oom":
+            outcome, why = "oom", f"memory use passed the limit of {memory_mb} MiB"
+            sig = None
+        elif sig is not None:
+            outcome, why = "crash", f"killed by signal {sig} ({signame(sig)})"
+            if any(m in log for m in OOM_MARKERS) and memory_mb:
+                outcome = "oom"
+        else:
+            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
+            outcome, why = "crash", f"worker child exited with status {code} without a result"
+        where = current or "load"
+        if tool and current in TOOL_OF_STAGE:
+            why += f" while running {os.path.basename(tool['command'][0])}"
+            for stream in ("stderr", "stdout"):
+                seen = read_from(tool[stream]) if tool.get(stream) else ""
+                if seen.strip():
+                    log += f"\n===== {os.path.basename(tool['command'][0])} {stream} (until it was stopped) =====\n{seen}"
+        done = {s.stage for s in stages}
+        out = list(stages)
+        if where in STAGES and where not in done:
+            out.append(StageResult(where, FAILED, why, max(0.0, elapsed - sum(s.seconds for s in stages)),
+                                   tuple((tool or {}).get("command") or ()), (tool or {}).get("input")))
+        for name in STAGES:
+            if name not in done and name != where:
+                out.append(StageResult(name, NOT_RUN, f"not reached: {outcome} during {where}"))
+        order = {n: i for i, n in enumerate(STAGES)}
+        out.sort(key=lambda s: order.get(s.stage, len(order)))
+        error = f"{why} during {where}"
+        tail = log.strip()[-20000:]
+        if tail:
+            error += "\n" + tail
+        if peak and outcome == "oom":
+            error += f"\n(peak resident memory seen: {peak // (1024 * 1024)} MiB)"
+        return CompileResult(kernel=job["kernel"], spec=job["spec"].get("name", "default"), outcome=outcome,
+                             stages=tuple(out), log=log, error=error, seconds=elapsed,
+                             compiler_seconds=sum(s.seconds for s in out), signal=sig)
+
+    def compile(self, job: dict) -> CompileResult:
+        result, workdir = self.attempt(job)
+        workdirs = [workdir]
+        try:
+            if result.signal is None or not job.get("retry_crashes", True):
+                return self._finish(job, result, workdir)
+            # triton-adapter-opt crashes now and then on identical input: a
+            # crash is a verdict only if it happens again.
+            first, first_dir = result, workdir
+            result, workdir = self.attempt(job)
+            workdirs.append(workdir)
+            if (result.outcome, result.signal, result.failed_stage) == \
+                    (first.outcome, first.signal, first.failed_stage):
+                result = _replace(result, log=result.log + "\n\n[tritriage] the crash reproduced on retry\n")
+                return self._finish(job, result, workdir)
+            note = (f"\n\n===== first attempt: {first.outcome} at {first.failed_stage or '?'}"
+                    f" (signal {first.signal}), did not reproduce =====\n{first.error}\n{first.log}")
+            result = self._finish(job, _replace(result, flaky=True, log=result.log + note), workdir)
+            art = job.get("artifacts_dir")
+            if art:
+                os.makedirs(art, exist_ok=True)
+                _save_artifacts(art, first, first_dir, prefix="first-attempt.")
+                result = _replace(result, artifacts_dir=art)
+            return result
+        finally:
+            for w in workdirs:
+                shutil.rmtree(w, ignore_errors=True)
+
+    def _finish(self, job, result, workdir) -> CompileResult:
+        art = job.get("artifacts_dir")
+        if not art or not (_is_failure(result) or result.flaky):
+            return result
+        os.makedirs(art, exist_ok=True)
+        return _save_artifacts(art, result, workdir)
+
+    def serve(self, stdin) -> None:
+        for line in stdin:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                self.send({"op": "error", "error": f"bad message: {line[:200]}"})
+                continue
+            op = msg.get("op")
+            if op == "exit":
+                return
+            if op == "hello":
+                self.send({"op": "ready", "info": probe()})
+            elif op == "compile":
+                job = msg["job"]
+                try:
+                    result = self.compile(job)
+                except Exception:  # noqa: BLE001 - the server must outlive any one job
+                    result = CompileResult(kernel=job.get("kernel", "?"),
+                                           spec=(job.get("spec") or {}).get("name", "default"),
+                                           outcome="crash", error="worker error:\n" + traceback.format_exc())
+                self.send({"op": "result", "id": job.get("id"), "result": result.to_dict()})
+            else:
+                self.send({"op": "error", "error": f"unknown op {op!r}"})
+
+
+def _is_failure(result: CompileResult) -> bool:
+    return result.outcome not in ("passed", "passed-to-linalg")
+
+
+def _replace(result: CompileResult, **kw) -> CompileResult:
+    import dataclasses
+    return dataclasses.replace(result, **kw)
+
+
+def _save_artifacts(art: str, result: CompileResult, workdir: str, prefix: str = "") -> CompileResult:
+    """Copy the failing stage's input, its command line and the full log into ``art``."""
+    stages = []
+    for s in result.stages:
+        if s.artifact and os.path.isfile(s.artifact) and s.status == FAILED:
+            dest = os.path.join(art, prefix + os.path.basename(s.artifact))
+            shutil.copyfile(s.artifact, dest)
+            s = _replace_stage(s, artifact=dest)
+            if s.command:
+                with open(os.path.join(art, prefix + "command.txt"), "w", encoding="utf-8") as f:
+                    f.write(_command_text(s.command, dest))
+        elif s.artifact and not os.path.isfile(s.artifact):
+            s = _replace_stage(s, artifact=None) if s.artifact.startswith(workdir) else s
+        stages.append(s)
+    with open(os.path.join(art, prefix + "log.txt"), "w", encoding="utf-8") as f:
+        f.write(result.log)
+        if result.error and result.error not in result.log:
+            f.write("\n\n===== error =====\n" + result.error + "\n")
+    return _replace(result, stages=tuple(stages), artifacts_dir=art) if not prefix else result
+
+
+def _command_text(command, saved_input: str) -> str:
+    """The exact command line, and the same command pointed at the saved input
+    (triton-ascend's own files lived in a temporary directory)."""
+    argv = list(command)
+    again = list(argv)
+    if len(again) > 1:
+        again[1] = saved_input
+    if "-o" in again[:-1]:
+        i = again.index("-o")
+        again[i + 1] = os.path.join(os.path.dirname(saved_input), "reproduced." + os.path.basename(again[i + 1]))
+    return (f"# exact command line, as triton-ascend ran it:\n{shlex.join(argv)}\n"
+            f"# the same on the saved input:\n{shlex.join(again)}\n")
+
+
+def _replace_stage(s: StageResult, **kw) -> StageResult:
+    import dataclasses
+    return dataclasses.replace(s, **kw)
+
+
+def _progress_loads(workdir: str) -> tuple[set[str], set[str]]:
+    """Installed modules the child imported and checkout files it parsed."""
+    imported: set[str] = set()
+    parsed: set[str] = set()
+    try:
+        with open(os.path.join(workdir, "progress.jsonl"), encoding="utf-8") as f:
+            for line in f:
+                if '"imported"' in line:
+                    ev = json.loads(line)
+                    imported.update(ev.get("imported") or ())
+                    parsed.update(ev.get("parsed") or ())
+    except (OSError, ValueError):
+        pass
+    return imported, parsed
+
+
+def _progress(workdir: str) -> tuple[list[StageResult], str | None, dict | None]:
+    stages, current, tool = [], None, None
+    try:
+        with open(os.path.join(workdir, "progress.jsonl"), encoding="utf-8") as f:
+            for line in f:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue  # the last line may be cut short by the kill
+                if "start" in ev:
+                    current, tool = ev["start"], None
+                elif "tool" in ev:
+                    tool = {"command": ev["tool"], "input": ev.get("input"),
+                            "stdout": ev.get("stdout"), "stderr": ev.get("stderr")}
+                    if current == "compile" and ev.get("stage") in STAGES:
+                        # Black-box compile: the tool tells the stage, and those before it passed.
+                        current = ev["stage"]
+                        stages.extend(StageResult(s, PASSED) for s in STAGES[:STAGES.index(current)])
+                elif "done" in ev:
+                    stages.append(StageResult.from_dict(ev["done"]))
+                    current, tool = None, None
+    except OSError:
+        pass
+    return stages, current, tool
+
+
+def _warm_up() -> None:
+    """Import what every compile needs, once, before any fork."""
+    import triton  # noqa: F401
+    import triton.language  # noqa: F401
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource  # noqa: F401
+    from triton.compiler import code_generator  # noqa: F401
+    from triton.compiler.compiler import make_backend
+    make_backend(GPUTarget("npu", DEFAULT_ARCH, 0))
+    _libc()  # every child uses it (_die_with_server): dlopen once, here
+    try:
+        import tritriage.sandbox.loader  # noqa: F401
+    except Exception:
+        pass  # reported per job as a loader error
+    for name in filter(None, os.environ.get("TRITRIAGE_PRELOAD", "").split(",")):
+        try:
+            __import__(name)
+        except Exception:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--probe" in argv:
+        print(json.dumps(probe()))
+        return 0
+    # Claim the protocol channel, then point fd 1 at stderr so that no print
+    # (ours, triton's, a kernel module's) can corrupt it.
+    out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    server = Server(out)
+
+    def on_term(signum, frame):
+        server.kill_child()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the tool decides when we stop
+    try:
+        _warm_up()
+    except Exception:  # noqa: BLE001
+        server.send({"op": "ready", "info": probe(), "error": traceback.format_exc()})
+    else:
+        server.send({"op": "ready", "info": probe()})
+    try:
+        server.serve(sys.stdin)
+    finally:
+        server.kill_child()
+        jobs_dir = os.environ.get("TRITRIAGE_JOBS_DIR")
+        if jobs_dir and os.path.basename(jobs_dir).startswith("tritriage-worker-"):
+            shutil.rmtree(jobs_dir, ignore_errors=True)  # the tool made it for this worker alone
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1018 @@
+"""Infer a spec for a kernel the catalog does not know, from its source alone.
+
+Types come from what the body does with each parameter:
+
+* pointer or scalar: a parameter that is the base of the address expression
+  given to ``tl.load`` / ``tl.store`` / ``tl.atomic_*`` / ``tl.make_block_ptr``
+  (directly or through locals and jit helpers) is a pointer; one used as a
+  multiplier, loop bound or comparison operand is a scalar.
+* element type: values loaded through a pointer and then used as offsets,
+  loop bounds or shift operands are integers; values fed to ``tl.dot``,
+  ``tl.exp``... or mixed with float literals are floating point.  A pointer
+  that receives a stored value takes that value's class.
+* name hints (``tritriage/data/name_heuristics.yaml``) settle what use leaves
+  open.
+
+Constexpr values come, in this order, from a literal at a launch site, a
+constant the calling function computes, the first autotune config, the
+heuristics decorator, the parameter's default, a name hint, and finally how
+the body uses it (``tl.arange`` bound, comparison with a literal).
+
+Each decision is written to ``Spec.rules`` so a reader can see and override it.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tritriage.specs.constexprs import (
+    _EVAL_ERRORS,
+    CallerEnv,
+    _DtypeStr,
+    _is_value,
+    _literal,
+    first_autotune_config,
+    heuristics_values,
+)
+from tritriage.specs.infer_ast import DTYPE_NAMES, _arg, _dtype_of, _fname, find_def, parse_file
+from tritriage.model import Inventory, Kernel, Spec
+
+HEURISTICS_FILE = Path(__file__).resolve().parent.parent / "data" / "name_heuristics.yaml"
+
+LOAD_FNS = {"load"}
+STORE_FNS = {"store"}
+ATOMIC_PREFIX = "atomic_"
+FLOAT_FNS = {
+    "dot", "exp", "exp2", "log", "log2", "sqrt", "sqrt_rn", "rsqrt", "sigmoid", "sin", "cos", "tanh", "erf",
+    "softmax", "fdiv", "div_rn", "fma", "log1p", "expm1", "pow", "dot_scaled", "floor", "ceil",
+}
+# Math functions upstream Triton accepts only on fp32/fp64.
+FP32_FNS = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "erf", "log1p", "expm1", "tanh", "floor", "ceil"}
+INT_FNS = {"arange", "program_id", "num_programs", "cdiv", "multiple_of", "max_contiguous"}
+# Calls whose value is their first argument's (shape or layout changes only).
+PASS_FNS = {
+    "reshape", "view", "broadcast_to", "expand_dims", "trans", "permute", "where", "maximum", "minimum",
+    "max_constancy", "multiple_of", "max_contiguous", "abs", "sum", "max", "min", "cumsum", "clamp",
+    "advance", "split", "join", "ravel", "flip", "argmax", "argmin", "xor_sum", "reduce", "associative_scan",
+    "to", "cast", "interleave", "static_assert",
+}
+_WIDTH = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64, "int8": 8, "int16": 16, "int32": 32, "int64": 64,
+          "uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64, "float8e4nv": 8, "float8e5": 8, "float8e4b15": 8,
+          "float8e4b8": 8, "float8e5b16": 8}
+# (width, target is an integer) -> what the memory most plausibly holds.
+_SAME_WIDTH_OTHER = {(8, True): "uint8", (8, False): "uint8", (16, True): "float16", (16, False): "int16",
+                     (32, True): "float32", (32, False): "int32", (64, True): "float64", (64, False): "int64"}
+INT_DTYPES = {"int1", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+
+
+# --------------------------------------------------------------------------
+# name hints
+
+
+@dataclass(frozen=True)
+class Hints:
+    pointer: tuple[re.Pattern, ...]
+    int_element: tuple[tuple[re.Pattern, str], ...]
+    float_element: tuple[tuple[re.Pattern, str], ...]
+    pointer_element: tuple[tuple[re.Pattern, str], ...]
+    scalar: tuple[tuple[re.Pattern, str], ...]
+    constexpr: tuple[tuple[re.Pattern, Any], ...]
+
+    @staticmethod
+    def first(rules, name):
+        for pat, value in rules:
+            if pat.search(name):
+                return pat.pattern, value
+        return None
+
+
+@functools.lru_cache(maxsize=4)
+def load_hints(path: str | None = None) -> Hints:
+    data = yaml.safe_load(Path(path or HEURISTICS_FILE).read_text())
+
+    def pairs(key, field_):
+        return tuple((re.compile(r["match"]), r[field_]) for r in data.get(key, []))
+
+    return Hints(
+        pointer=tuple(re.compile(p) for p in data.get("pointer", [])),
+        int_element=pairs("int_element", "type"),
+        float_element=pairs("float_element", "type"),
+        pointer_element=pairs("pointer_element", "type"),
+        scalar=pairs("scalar", "type"),
+        constexpr=pairs("constexpr", "value"),
+    )
+
+
+# --------------------------------------------------------------------------
+# body analysis
+
+
+@dataclass
+class ParamFacts:
+    pointer: list[str] = field(default_factory=list)  # evidence it is a pointer
+    scalar: list[str] = field(default_factory=list)  # evidence it is a scalar
+    elem: dict[str, list[str]] = field(default_factory=lambda: {"int": [], "float": []})  # loaded values
+    value: dict[str, list[str]] = field(default_factory=lambda: {"int": [], "float": []})  # scalar itself
+    store_like: set[str] = field(default_factory=set)  # pointers whose type this one shares
+    elem_dtype: str | None = None  # from a .to(tl.pointer_type(tl.X)) or similar
+    needs_fp32: bool = False  # loaded values reach tl.exp/tl.log... uncast
+    compared_with: list[Any] = field(default_factory=list)  # literals a constexpr is compared with
+    uses: set[str] = field(default_factory=set)  # for constexprs: arange, bool, dtype
+
+
+@dataclass
+class Summary:
+    params: list[str]
+    constexprs: set[str]
+    facts: dict[str, ParamFacts]
+
+
+class BodyAnalysis:
+    """Flow-insensitive dataflow over one jit function's body."""
+
+    def __init__(self, fn: ast.FunctionDef, params: list[str], constexprs: set[str], helpers):
+        self.fn = fn
+        self.params = params
+        self.pset = set(params)
+        self.constexprs = constexprs
+        self.helpers = helpers  # callable name -> Summary | None
+        self.facts = {p: ParamFacts() for p in params}
+        self.defs: dict[str, list[ast.AST]] = {}
+        self.int_locals: set[str] = set()
+        self._collect_defs()
+
+    # -- definitions of locals
+    def _collect_defs(self):
+        for node in ast.walk(self.fn):
+            if isinstance(node, ast.Assign):
+                for t in node.targets:
+                    self._bind(t, node.value)
+            elif isinstance(node, (ast.AugAssign, ast.AnnAssign)) and node.value is not None:
+                if isinstance(node, ast.AugAssign):
+                    self._bind(node.target, ast.BinOp(left=node.target, op=node.op, right=node.value))
+                else:
+                    self._bind(node.target, node.value)
+            elif isinstance(node, ast.For):
+                for n in ast.walk(node.target):
+                    if isinstance(n, ast.Name):
+                        self.int_locals.add(n.id)
+            elif isinstance(node, ast.NamedExpr):
+                self._bind(node.target, node.value)
+
+    def _bind(self, target, value):
+        if isinstance(target, ast.Name):
+            # Parameters too: ``ptr += step`` keeps it the same kind, and its offsets count.
+            self.defs.setdefault(target.id, []).append(value)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts):
+                for t, v in zip(target.elts, value.elts):
+                    self._bind(t, v)
+            else:
+                for t in target.elts:
+                    if isinstance(t, ast.Name):
+                        self.defs.setdefault(t.id, []).append(ast.Call(func=ast.Name("__opaque__"), args=[value], keywords=[]))
+
+    # -- what parameters an address expression is based on, in order
+    def bases(self, expr, seen=None) -> list[str]:
+        seen = set() if seen is None else seen
+        if isinstance(expr, ast.Name):
+            if expr.id in self.pset and expr.id not in self.constexprs:
+                return [expr.id]
+            if expr.id in seen or expr.id in self.int_locals:
+                return []
+            seen.add(expr.id)
+            out = []
+            for d in self.defs.get(expr.id, []):
+                for b in self.bases(d, seen):
+                    if b not in out:
+                        out.append(b)
+            return out
+        if isinstance(expr, ast.BinOp):
+            if isinstance(expr.op, ast.Add):
+                return _uniq(self.bases(expr.left, seen) + self.bases(expr.right, seen))
+            if isinstance(expr.op, ast.Sub):
+                return self.bases(expr.left, seen)
+            return []
+        if isinstance(expr, ast.Subscript):
+            return self.bases(expr.value, seen)
+        if isinstance(expr, ast.IfExp):
+            return _uniq(self.bases(expr.body, seen) + self.bases(expr.orelse, seen))
+        if isinstance(expr, ast.Call):
+            name = _fname(expr)
+            if name == "make_block_ptr" or name == "make_tensor_descriptor":
+                base = _arg(expr, 0, "base")
+                return self.bases(base, seen) if base is not None else []
+            if name == "where":
+                return _uniq(self.bases(_arg(expr, 1, "x") or ast.Constant(0), seen)
+                             + self.bases(_arg(expr, 2, "y") or ast.Constant(0), seen))
+            if name in ("advance", "broadcast_to", "reshape", "view", "expand_dims", "multiple_of",
+                        "max_contiguous", "max_constancy"):
+                first = _arg(expr, 0, "input") or (expr.args[0] if expr.args else None)
+                return self.bases(first, seen) if first is not None else []
+            if name == "to" and isinstance(expr.func, ast.Attribute):
+                return self.bases(expr.func.value, seen)
+            return []
+        return []
+
+    def pointer_of(self, expr) -> str | None:
+        """The parameter an address expression is based on."""
+        cands = self.bases(expr)
+        if not cands:
+            return None
+        # A candidate with scalar evidence is the offset, not the base.
+        for c in cands:
+            if not self.facts[c].scalar:
+                return c
+        return cands[0]
+
+    # -- which pointers' loaded values flow into an expression
+    def sources(self, expr, seen=None) -> set[str]:
+        seen = set() if seen is None else seen
+        out: set[str] = set()
+        if isinstance(expr, ast.Name):
+            if expr.id in self.pset:
+                return set()
+            if expr.id in seen:
+                return set()
+            seen.add(expr.id)
+            for d in self.defs.get(expr.id, []):
+                out |= self.sources(d, seen)
+            return out
+        if isinstance(expr, ast.Call):
+            name = _fname(expr)
+            if name in LOAD_FNS or name.startswith(ATOMIC_PREFIX):
+                p = self.pointer_of(expr.args[0]) if expr.args else None
+                if p is None and expr.keywords:
+                    ptr = _arg(expr, 0, "pointer")
+                    p = self.pointer_of(ptr) if ptr is not None else None
+                return {p} if p else set()
+            if name in INT_FNS or name in FLOAT_FNS:
+                return set()
+            if name == "to" and isinstance(expr.func, ast.Attribute):
+                return self.sources(expr.func.value, seen)
+            for a in list(expr.args) + [k.value for k in expr.keywords]:
+                out |= self.sources(a, seen)
+            if isinstance(expr.func, ast.Attribute) and not _is_tl(expr.func):
+                out |= self.sources(expr.func.value, seen)
+            return out
+        if isinstance(expr, ast.Attribute):
+            return set()  # x.dtype, x.shape: metadata, not data
+        for child in ast.iter_child_nodes(expr):
+            out |= self.sources(child, seen)
+        return out
+
+    def direct_sources(self, expr, seen=None, depth=0) -> set[str]:
+        """Pointers whose loaded values reach expr with no cast on the way."""
+        seen = set() if seen is None else seen
+        if depth > 8:
+            return set()
+        if isinstance(expr, ast.Name):
+            if expr.id in self.pset or expr.id in seen:
+                return set()
+            seen.add(expr.id)
+            out = set()
+            for d in self.defs.get(expr.id, []):
+                out |= self.direct_sources(d, seen, depth + 1)
+            return out
+        if isinstance(expr, ast.Call):
+            name = _fname(expr)
+            if name in LOAD_FNS:
+                return self.sources(expr)
+            if name in ("to", "cast", "zeros", "full", "dot"):
+                return set()
+            if name in ("where", "maximum", "minimum", "max", "sum", "min", "reshape", "broadcast_to", "abs", "trans"):
+                out = set()
+                for a in expr.args:
+                    out |= self.direct_sources(a, seen, depth + 1)
+                return out
+            return set()
+        if isinstance(expr, ast.BinOp):
+            if self.kind(expr.left) == "float" and not self.direct_sources(expr.left, set(seen), depth + 1):
+                return set()  # mixed with an fp32 value: promoted already
+            return self.direct_sources(expr.left, seen, depth + 1) | self.direct_sources(expr.right, seen, depth + 1)
+        if isinstance(expr, (ast.UnaryOp, ast.Subscript)):
+            inner = expr.operand if isinstance(expr, ast.UnaryOp) else expr.value
+            return self.direct_sources(inner, seen, depth + 1)
+        return set()
+
+    def params_in(self, expr) -> set[str]:
+        """Scalar parameters used as values (not as pointer bases) in expr."""
+        out = set()
+        for n in ast.walk(expr):
+            if isinstance(n, ast.Name) and n.id in self.pset and n.id not in self.constexprs:
+                out.add(n.id)
+        return out
+
+    def kind(self, expr, seen=None, depth=0) -> str | None:
+        """'float' / 'int' when the expression's class is evident."""
+        if depth > 12:
+            return None
+        seen = set() if seen is None else seen
+        if isinstance(expr, ast.Constant):
+            if isinstance(expr.value, bool):
+                return None
+            if isinstance(expr.value, float):
+                return "float"
+            return None
+        if isinstance(expr, ast.Name):
+            if expr.id in self.int_locals:
+                return "int"
+            if expr.id in self.pset:
+                f = self.facts.get(expr.id)
+                if f is not None and not f.pointer and expr.id not in self.constexprs:
+                    if f.value["int"] and not f.value["float"]:
+                        return "int"
+                    if f.value["float"] and not f.value["int"]:
+                        return "float"
+                return None
+            if expr.id in seen:
+                return None
+            seen.add(expr.id)
+            kinds = {self.kind(d, seen, depth + 1) for d in self.defs.get(expr.id, [])} - {None}
+            return kinds.pop() if len(kinds) == 1 else None
+        if isinstance(expr, ast.Call):
+            name = _fname(expr)
+            if name in FLOAT_FNS:
+                return "float"
+            if name in ("arange", "program_id", "num_programs", "cdiv"):
+                return "int"
+            if name in ("to", "cast", "zeros", "full", "zeros_like", "full_like", "bitcast"):
+                dt = _dtype_of(_arg(expr, 0 if name in ("to", "cast") else 1, "dtype"))
+                if dt is None and name in ("to", "cast"):
+                    dt = _dtype_of(expr.args[0]) if expr.args else None
+                if dt:
+                    return "int" if dt in INT_DTYPES else "float"
+            if name in PASS_FNS and (expr.args or isinstance(expr.func, ast.Attribute)):
+                inner = expr.args[0] if expr.args and name != "where" else None
+                if name == "where" and len(expr.args) >= 3:
+                    ks = {self.kind(expr.args[1], seen, depth + 1), self.kind(expr.args[2], seen, depth + 1)} - {None}
+                    return ks.pop() if len(ks) == 1 else None
+                if inner is None and isinstance(expr.func, ast.Attribute):
+                    inner = expr.func.value
+                if inner is not None:
+                    return self.kind(inner, seen, depth + 1)
+            return None
+        if isinstance(expr, ast.BinOp):
+            if isinstance(expr.op, (ast.LShift, ast.RShift, ast.BitAnd, ast.BitOr, ast.BitXor, ast.FloorDiv, ast.Mod)):
+                return "int"
+            if isinstance(expr.op, ast.Div):
+                return "float"
+            a, b = self.kind(expr.left, seen, depth + 1), self.kind(expr.right, seen, depth + 1)
+            if "float" in (a, b):
+                return "float"
+            if a == "int" and b in ("int", None) or b == "int" and a is None:
+                return "int" if a == b == "int" else None
+            return None
+        if isinstance(expr, ast.UnaryOp):
+            return self.kind(expr.operand, seen, depth + 1)
+        if isinstance(expr, ast.Subscript):
+            return self.kind(expr.value, seen, depth + 1)
+        return None
+
+    # -- evidence gathering
+    def run(self) -> Summary:
+        for _ in range(3):  # element classes feed pointer choice and back
+            self._pass()
+        return Summary(self.params, self.constexprs, self.facts)
+
+    def _note(self, table, key, why):
+        if why not in table[key]:
+            table[key].append(why)
+
+    def _int_context(self, expr, why):
+        for s in self.sources(expr):
+            self._note(self.facts[s].elem, "int", why)
+        for p in self.params_in(expr):
+            if p not in self.bases(expr) or not self.facts[p].pointer:
+                self._note(self.facts[p].value, "int", why)
+                if why not in self.facts[p].scalar:
+                    self.facts[p].scalar.append(why)
+
+    def _int_context_elem(self, expr, why):
+        for s in self.sources(expr):
+            self._note(self.facts[s].elem, "int", why)
+
+    def _float_context(self, expr, why):
+        for s in self.sources(expr):
+            self._note(self.facts[s].elem, "float", why)
+
+    def _pointer_sink(self, ptr_expr, why, value=None):
+        p = self.pointer_of(ptr_expr)
+        if p is None:
+            return None
+        f = self.facts[p]
+        if why not in f.pointer:
+            f.pointer.append(why)
+        # Offsets of the address are integers.
+        for b in self.bases(ptr_expr):
+            if b != p:
+                self._note(self.facts[b].value, "int", f"offset of {p}")
+        self._offsets_int(ptr_expr, p)
+        if value is not None:
+            k = self.kind(value)
+            if k:
+                self._note(f.elem, k, f"{why} of {k} value")
+            for s in self.sources(value):
+                if s != p:
+                    f.store_like.add(s)
+                    self.facts[s].store_like.add(p)
+            for q in self.params_in(value):
+                if not self.facts[q].pointer:
+                    # A stored scalar: the pointer holds values of its kind.
+                    f.store_like.add("scalar:" + q)
+        return p
+
+    def _offsets_int(self, expr, base, depth=0, seen=None):
+        """Loaded values used inside an address (not as its base) are integers."""
+        seen = set() if seen is None else seen
+        if depth > 6:
+            return
+        for n in ast.walk(expr):
+            if isinstance(n, ast.Name) and n.id not in self.pset and n.id in self.defs:
+                for s in self.sources(n):
+                    if s != base:
+                        self._note(self.facts[s].elem, "int", f"offset in address of {base}")
+            elif isinstance(n, ast.Name) and n.id == base and n.id not in seen:
+                # ``ptr += start * stride`` rebinds the base: its offsets count too.
+                seen.add(n.id)
+                for d in self.defs.get(n.id, []):
+                    self._offsets_int(d, base, depth + 1, seen)
+
+    def _pass(self):
+        for node in ast.walk(self.fn):
+            if isinstance(node, ast.AugAssign):
+                # ``acc *= scale`` is the same evidence as ``acc * scale``.
+                node = ast.BinOp(left=node.target, op=node.op, right=node.value)
+            if isinstance(node, (ast.If, ast.While)) or (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)):
+                test = node.test if not isinstance(node, ast.UnaryOp) else node.operand
+                if isinstance(test, ast.Name) and test.id not in self.pset:
+                    # A loaded value used as a condition is a flag: integer (bool) data.
+                    self._int_context_elem(test, "use:loaded value as condition → integer")
+            if isinstance(node, ast.Call):
+                self._call(node)
+            elif isinstance(node, ast.BinOp):
+                if isinstance(node.op, (ast.Mult, ast.FloorDiv, ast.Mod, ast.LShift, ast.RShift)):
+                    for side in (node.left, node.right):
+                        if isinstance(side, ast.Name) and side.id in self.pset and side.id not in self.constexprs:
+                            f = self.facts[side.id]
+                            w = "use:arithmetic operand → scalar"
+                            if w not in f.scalar:
+                                f.scalar.append(w)
+                if isinstance(node.op, (ast.FloorDiv, ast.Mod)):
+                    for side in (node.left, node.right):
+                        self._int_context_elem(side, "use:// or % operand → integer")
+                if isinstance(node.op, (ast.Add, ast.Sub)):
+                    # Loaded values added together hold the same kind of data.
+                    a_src, b_src = self.sources(node.left), self.sources(node.right)
+                    if len(a_src) == 1 and len(b_src) == 1 and a_src != b_src:
+                        a, b = next(iter(a_src)), next(iter(b_src))
+                        self.facts[a].store_like.add(b)
+                        self.facts[b].store_like.add(a)
+                if isinstance(node.op, (ast.LShift, ast.RShift, ast.BitAnd, ast.BitOr, ast.BitXor)):
+                    for side in (node.left, node.right):
+                        # Masks (a & b) are i1; shifts are the integer evidence that counts.
+                        if isinstance(node.op, (ast.LShift, ast.RShift)):
+                            self._int_context(side, "use:shift operand → integer")
+                for a, b in ((node.left, node.right), (node.right, node.left)):
+                    if self.kind(b) == "float" and not isinstance(node.op, (ast.LShift, ast.RShift)):
+                        self._float_context(a, "use:mixed with float value → float")
+                        for p in self.params_in(a):
+                            if not self.facts[p].pointer and isinstance(a, ast.Name):
+                                self._note(self.facts[p].value, "float", "use:mixed with float value → fp32")
+            elif isinstance(node, ast.Compare):
+                operands = [node.left] + list(node.comparators)
+                srcs = [self.sources(o) for o in operands]
+                if any(self.kind(o) == "int" for o in operands):
+                    for o, so in zip(operands, srcs):
+                        if so and self.kind(o) != "float":
+                            self._int_context_elem(o, "use:compared with integer → integer")
+                if len(srcs) == 2 and len(srcs[0]) == 1 and len(srcs[1]) == 1 and srcs[0] != srcs[1]:
+                    a, b = next(iter(srcs[0])), next(iter(srcs[1]))
+                    self.facts[a].store_like.add(b)
+                    self.facts[b].store_like.add(a)
+                if any(isinstance(o, ast.Constant) and isinstance(o.value, float) for o in operands):
+                    for o in operands:
+                        self._float_context(o, "use:compared with float literal → float")
+                        if isinstance(o, ast.Name) and o.id in self.pset:
+                            self._note(self.facts[o.id].value, "float", "use:compared with float literal → fp32")
+                for o in operands:
+                    if isinstance(o, ast.Name) and o.id in self.pset and o.id not in self.constexprs:
+                        if not any(isinstance(x, ast.Constant) and x.value is None for x in operands):
+                            f = self.facts[o.id]
+                            if "use:compared → scalar" not in f.scalar:
+                                f.scalar.append("use:compared → scalar")
+                            if any(self.kind(x) == "int" for x in operands if x is not o):
+                                self._note(f.value, "int", "use:compared with integer → i32")
+                for o in operands:
+                    if isinstance(o, ast.Name) and o.id in self.constexprs:
+                        for x in operands:
+                            if isinstance(x, ast.Constant) and x is not o:
+                                self.facts[o.id].compared_with.append(x.value)
+            elif isinstance(node, (ast.If, ast.While, ast.IfExp)):
+                for n in ast.walk(node.test):
+                    if isinstance(n, ast.Name) and n.id in self.constexprs:
+                        self.facts[n.id].uses.add("bool")
+            elif isinstance(node, ast.BoolOp):
+                for v in node.values:
+                    if isinstance(v, ast.Name) and v.id in self.constexprs:
+                        self.facts[v.id].uses.add("bool")
+            elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+                if isinstance(node.operand, ast.Name) and node.operand.id in self.constexprs:
+                    self.facts[node.operand.id].uses.add("bool")
+
+    def _call(self, node: ast.Call):
+        name = _fname(node)
+        tl_call = isinstance(node.func, ast.Attribute) and _is_tl(node.func)
+        if name in LOAD_FNS and (tl_call or isinstance(node.func, ast.Name)):
+            ptr = _arg(node, 0, "pointer")
+            if ptr is not None:
+                self._pointer_sink(ptr, "use:tl.load → pointer")
+            other = _arg(node, 2, "other")
+            p = self.pointer_of(ptr) if (ptr is not None and other is not None) else None
+            if p and isinstance(other, ast.Constant) and isinstance(other.value, float) and other.value != 0.0:
+                # 0.0 pads integer loads too in sloppy code; any other float literal means float data.
+                self._note(self.facts[p].elem, "float", "use:tl.load(other=float) → float")
+            elif p and isinstance(other, (ast.UnaryOp, ast.Attribute, ast.Call)) and "inf" in ast.unparse(other):
+                self._note(self.facts[p].elem, "float", "use:tl.load(other=±inf) → float")
+        elif name in STORE_FNS and (tl_call or isinstance(node.func, ast.Name)):
+            ptr = _arg(node, 0, "pointer")
+            val = _arg(node, 1, "value")
+            if ptr is not None:
+                self._pointer_sink(ptr, "use:tl.store → pointer", val)
+        elif name.startswith(ATOMIC_PREFIX) and tl_call:
+            ptr = _arg(node, 0, "pointer")
+            val = _arg(node, 2 if name == "atomic_cas" else 1, "val")
+            if ptr is not None:
+                p = self._pointer_sink(ptr, f"use:tl.{name} → pointer", val)
+                if p and val is not None and isinstance(val, ast.Constant) and type(val.value) is int:
+                    self._note(self.facts[p].elem, "int", f"use:tl.{name} of int literal → integer")
+        elif name in ("make_block_ptr", "make_tensor_descriptor") and tl_call:
+            base = _arg(node, 0, "base")
+            if base is not None:
+                self._pointer_sink(base, f"use:tl.{name} → pointer")
+            for i, kw in ((1, "shape"), (2, "strides"), (3, "offsets")):
+                a = _arg(node, i, kw)
+                if isinstance(a, (ast.Tuple, ast.List)):
+                    for e in a.elts:
+                        self._int_context(e, f"use:tl.{name} {kw} → integer")
+        elif name in FLOAT_FNS and tl_call:
+            if name in FP32_FNS:
+                # Upstream Triton takes only fp32/fp64 here: data fed uncast is fp32.
+                for a in node.args[:1]:
+                    for src in self.direct_sources(a):
+                        self.facts[src].needs_fp32 = True
+            for a in list(node.args) + [k.value for k in node.keywords if k.arg not in ("input_precision", "out_dtype", "allow_tf32", "max_num_imprecise_acc")]:
+                self._float_context(a, f"use:tl.{name} → float")
+                for p in self.params_in(a):
+                    if isinstance(a, ast.Name) and not self.facts[p].pointer:
+                        self._note(self.facts[p].value, "float", f"use:tl.{name} → fp32")
+        elif name in ("range", "static_range", "arange", "cdiv", "multiple_of") and (tl_call or isinstance(node.func, ast.Name)):
+            for a in node.args:
+                self._int_context(a, f"use:{name} bound → integer")
+            if name == "arange":
+                for a in node.args:
+                    if isinstance(a, ast.Name) and a.id in self.constexprs:
+                        self.facts[a.id].uses.add("arange")
+        elif name in ("to", "cast"):
+            target = _arg(node, 0, "dtype")
+            bitcast = _arg(node, 2, "bitcast")
+            dt = _dtype_of(target)
+            if dt and isinstance(bitcast, ast.Constant) and bitcast.value is True and isinstance(node.func, ast.Attribute):
+                # A bitcast keeps the width: the loaded data has the target's size.
+                width = _WIDTH.get(dt)
+                for src in self.sources(node.func.value):
+                    f = self.facts[src]
+                    if width and not f.elem_dtype:
+                        f.elem_dtype = _SAME_WIDTH_OTHER[(width, dt in INT_DTYPES)]
+                        f.pointer.append(f"use:.to(tl.{dt}, bitcast=True) → {width}-bit data")
+            if isinstance(target, ast.Name) and target.id in self.constexprs:
+                self.facts[target.id].uses.add("dtype")
+            if isinstance(target, ast.Call) and _fname(target) == "pointer_type" and isinstance(node.func, ast.Attribute):
+                dt = _dtype_of(target.args[0] if target.args else None)
+                base = node.func.value
+                # Loaded values turned into pointers: the tensor holds addresses (int64).
+                for src in self.sources(base):
+                    self._note(self.facts[src].elem, "int", "use:loaded value cast to pointer → i64")
+                    self.facts[src].elem_dtype = self.facts[src].elem_dtype or "int64"
+                if isinstance(base, ast.Name) and base.id in self.pset:
+                    f = self.facts[base.id]
+                    f.pointer.append("use:.to(tl.pointer_type) → pointer")
+                    if dt:
+                        f.elem_dtype = dt
+        elif name in ("zeros", "full", "zeros_like", "full_like") and tl_call:
+            dt = _arg(node, 1 if name != "full" else 2, "dtype")
+            if isinstance(dt, ast.Name) and dt.id in self.constexprs:
+                self.facts[dt.id].uses.add("dtype")
+            shape = _arg(node, 0, "shape")
+            if isinstance(shape, (ast.Tuple, ast.List)):
+                for e in shape.elts:
+                    if isinstance(e, ast.Name) and e.id in self.constexprs:
+                        self.facts[e.id].uses.add("arange")
+        else:
+            helper = self.helpers(node) if self.helpers else None
+            if helper is not None:
+                self._helper_call(node, helper)
+        for k in node.keywords:
+            if k.arg == "dtype" and isinstance(k.value, ast.Name) and k.value.id in self.constexprs:
+                self.facts[k.value.id].uses.add("dtype")
+
+    def _helper_call(self, node: ast.Call, helper: tuple[str, Summary]):
+        hname, summ = helper
+        bound: list[tuple[str, ast.AST]] = []
+        for i, a in enumerate(node.args):
+            if i < len(summ.params):
+                bound.append((summ.params[i], a))
+        for k in node.keywords:
+            if k.arg in summ.facts:
+                bound.append((k.arg, k.value))
+        for hp, a in bound:
+            hf = summ.facts.get(hp)
+            if hf is None:
+                continue
+            if hp in summ.constexprs:
+                # A value the helper needs at compile time: here it can only be a scalar.
+                for p in self.params_in(a):
+                    if isinstance(a, ast.Name):
+                        self.facts[p].scalar.append(f"use:{hname}({hp}: constexpr) → scalar")
+                        self._note(self.facts[p].value, "int", f"use:{hname}({hp}: constexpr) → i32")
+                continue
+            if hf.pointer:
+                why = f"use:{hname}({hp}) → pointer"
+                p = self._pointer_sink(a, why)
+                if p:
+                    for k in ("int", "float"):
+                        for w in hf.elem[k]:
+                            self._note(self.facts[p].elem, k, f"{hname}.{hp}: {w}")
+                    if hf.elem_dtype and not self.facts[p].elem_dtype:
+                        self.facts[p].elem_dtype = hf.elem_dtype
+            elif hf.scalar or hf.value["int"] or hf.value["float"]:
+                for p in self.params_in(a):
+                    if isinstance(a, ast.Name):
+                        f = self.facts[p]
+                        f.scalar.append(f"use:{hname}({hp}) → scalar")
+                        for k in ("int", "float"):
+                            for w in hf.value[k]:
+                                self._note(f.value, k, f"{hname}.{hp}: {w}")
+                if hf.value["int"]:
+                    self._int_context(a, f"use:{hname}({hp}) integer")
+
+
+def _is_tl(attr: ast.Attribute) -> bool:
+    v = attr.value
+    while isinstance(v, ast.Attribute):
+        v = v.value
+    return isinstance(v, ast.Name) and v.id in ("tl", "triton", "language", "libdevice", "tlm", "math", "libdevice")
+
+
+def _uniq(xs):
+    out = []
+    for x in xs:
+        if x not in out:
+            out.append(x)
+    return out
+
+
+# --------------------------------------------------------------------------
+# the whole inference
+
+
+@dataclass
+class Context:
+    root: Path
+    inventory: Inventory | None
+    hints: Hints
+    by_id: dict[str, Kernel]
+    summaries: dict[str, Summary | None] = field(default_factory=dict)
+
+
+def summarize(kernel: Kernel, ctx: Context, stack=()) -> Summary | None:
+    if kernel.id in ctx.summaries:
+        return ctx.summaries[kernel.id]
+    ctx.summaries[kernel.id] = None  # recursion guard
+    tree = parse_file(ctx.root, kernel.file)
+    fn = find_def(tree, kernel.line) if tree is not None else None
+    if fn is None:
+        return None
+    params = [p.name for p in kernel.params]
+    constexprs = {p.name for p in kernel.params if p.constexpr}
+    callees: dict[str, Kernel] = {}
+    for cid in kernel.calls:
+        k = ctx.by_id.get(cid)
+        if k is not None:
+            callees.setdefault(k.name, k)
+            callees.setdefault(cid.rsplit(".", 1)[-1], k)
+
+    def helper(call: ast.Call):
+        name = _fname(call)
+        k = callees.get(name)
+        if k is None or k.id in stack:
+            return None
+        s = summarize(k, ctx, stack + (kernel.id,))
+        return (k.name, s) if s is not None else None
+
+    summ = BodyAnalysis(fn, params, constexprs, helper).run()
+    ctx.summaries[kernel.id] = summ
+    return summ
+
+
+def infer_spec(kernel: Kernel, inventory: Inventory | None, root: Path | str, *, hints: Hints | None = None,
+               ctx: Context | None = None) -> Spec:
+    from tritriage.specs.catalog import params_fingerprint
+
+    root = Path(inventory.root if inventory is not None and not root else root)
+    hints = hints or load_hints()
+    if ctx is None:
+        ctx = Context(root, inventory, hints, inventory.by_id() if inventory is not None else {})
+    summ = summarize(kernel, ctx)
+    facts = summ.facts if summ else {p.name: ParamFacts() for p in kernel.params}
+    rules: dict[str, str] = {}
+    signature: dict[str, str] = {}
+    constexprs: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+
+    _apply_annotations(kernel, facts)
+    pointers = _decide_pointers(kernel, facts, hints, rules)
+    elem = _decide_elements(kernel, facts, hints, pointers, rules)
+    for p in kernel.params:
+        if p.constexpr:
+            continue
+        if p.name in pointers:
+            signature[p.name] = "*" + elem[p.name]
+        else:
+            signature[p.name] = _scalar_type(p.name, facts[p.name], hints, rules, kernel.do_not_specialize)
+
+    _constexpr_values(kernel, facts, hints, root, constexprs, options, rules, set(pointers))
+    return Spec(
+        kernel=kernel.id, name="inferred", source="inferred", signature=signature, constexprs=constexprs,
+        options=options, rules=rules, params_fingerprint=params_fingerprint(kernel), origin="inferred",
+    )
+
+
+def _decide_pointers(kernel, facts, hints, rules) -> set[str]:
+    out = set()
+    for p in kernel.params:
+        if p.constexpr:
+            continue
+        f = facts[p.name]
+        if f.pointer:
+            out.add(p.name)
+            rules[p.name] = "; ".join(_uniq(f.pointer)[:2])
+        elif not f.scalar and any(r.search(p.name) for r in hints.pointer):
+            pat = next(r.pattern for r in hints.pointer if r.search(p.name))
+            out.add(p.name)
+            rules[p.name] = f"name:{pat} → pointer"
+    return out
+
+
+def _decide_elements(kernel, facts, hints, pointers, rules) -> dict[str, str]:
+    cls: dict[str, tuple[str | None, str]] = {}
+    for p in pointers:
+        f = facts[p]
+        if f.elem_dtype:
+            cls[p] = ("dtype:" + f.elem_dtype, "use:.to(tl.pointer_type)")
+        elif f.elem["float"] and not f.elem["int"]:
+            cls[p] = ("float", f.elem["float"][0])
+        elif f.elem["int"] and not f.elem["float"]:
+            cls[p] = ("int", f.elem["int"][0])
+        elif f.elem["int"] and f.elem["float"]:
+            # Both: indices are the stronger constraint (a float offset does not compile).
+            cls[p] = ("int", f.elem["int"][0])
+        else:
+            cls[p] = (None, "")
+    # Pointers that only receive stores take the class of what is stored.
+    for _ in range(3):
+        for p in pointers:
+            if cls[p][0] is None:
+                for q in facts[p].store_like:
+                    if q.startswith("scalar:"):
+                        s = facts.get(q[7:])
+                        if s is not None and s.value["float"] and not s.value["int"]:
+                            cls[p] = ("float", f"stores scalar {q[7:]}")
+                        elif s is not None:
+                            cls[p] = ("int", f"stores scalar {q[7:]}")
+                        break
+                    if q in cls and cls[q][0] is not None:
+                        cls[p] = (cls[q][0], f"holds what {q} holds")
+                        break
+    # Still open: a partner whose name says it holds integers (token ids...) decides.
+    for p in pointers:
+        if cls[p][0] is None:
+            for q in sorted(facts[p].store_like):
+                if q in cls and cls[q][0] is None:
+                    hit = Hints.first(hints.pointer_element, q)
+                    if hit and hit[1][0] in "iu":
+                        cls[p] = ("int", f"holds what {q} holds (name:{hit[0]})")
+                        break
+    out = {}
+    for p in pointers:
+        c, why = cls[p]
+        if c and c.startswith("dtype:"):
+            t = _TL_TO_SIG.get(c[6:], "fp16")
+            out[p] = t
+            rules[p] += f"; {why} → *{t}"
+            continue
+        table = {"int": hints.int_element, "float": hints.float_element, None: hints.pointer_element}[c]
+        hit = Hints.first(table, p)
+        t = hit[1] if hit else ("i32" if c == "int" else "fp16")
+        if c == "float" and facts[p].needs_fp32 and t in ("fp16", "bf16"):
+            out[p] = "fp32"
+            rules[p] += f"; {why} → float; use:uncast into tl.exp/log/sqrt → *fp32"
+            continue
+        out[p] = t
+        if c:
+            rules[p] += f"; {why} → {c}; name:{hit[0] if hit else '-'} → *{t}"
+        else:
+            rules[p] += f"; name:{hit[0] if hit else '-'} → *{t}"
+    return out
+
+
+_TL_TO_SIG = {
+    "float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float64": "fp64", "int1": "i1", "int8": "i8",
+    "int16": "i16", "int32": "i32", "int64": "i64", "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64",
+    "float8e4nv": "fp8e4nv", "float8e5": "fp8e5", "float8e4b15": "fp8e4b15", "float8e4b8": "fp8e4b8",
+    "float8e5b16": "fp8e5b16",
+}
+
+
+def _scalar_type(name, f: ParamFacts, hints, rules, dns) -> str:
+    suffix = " (do_not_specialize)" if name in dns else ""
+    first = (f.value["int"] + f.value["float"] + [""])[0]
+    if first.startswith("annotation:"):
+        rules[name] = first + suffix
+        return first.rsplit("→ ", 1)[-1]
+    if f.value["int"]:
+        rules[name] = f"{f.value['int'][0]}{suffix}".replace("→ integer", "→ i32")
+        if "→ i32" not in rules[name]:
+            rules[name] += " → i32"
+        hit = Hints.first(hints.int_element, name)
+        t = "i64" if hit and hit[1] == "i64" else "i32"
+        return t
+    if f.value["float"]:
+        rules[name] = f"{f.value['float'][0]}{suffix}"
+        if "fp32" not in rules[name]:
+            rules[name] += " → fp32"
+        return "fp32"
+    hit = Hints.first(hints.scalar, name)
+    t = hit[1] if hit else "i32"
+    rules[name] = f"name:{hit[0] if hit else '-'} → {t}{suffix}"
+    return t
+
+
+def _constexpr_values(kernel: Kernel, facts, hints, root: Path, constexprs, options, rules, pointers):
+    names = [p.name for p in kernel.params]
+    want = [p for p in kernel.params if p.constexpr]
+    found: dict[str, tuple[Any, str]] = {}
+
+    # 1. literals at launch sites, 2. constants the caller computes
+    for site in kernel.launch_sites:
+        env = None
+        passed = {}
+        i = 0
+        for a in site.args:
+            if a.lstrip().startswith("*"):
+                n = _starred_len(a.lstrip()[1:])
+                if n is None:
+                    break  # positions after an unknown-length *args are unknown
+                i += n
+                continue
+            if i < len(names):
+                passed[names[i]] = a
+            i += 1
+        passed.update(site.kwargs)
+        for k, v in site.literal_kwargs.items():
+            if k in ("num_warps", "num_stages") and isinstance(v, int) and k not in options:
+                options[k] = v
+                rules[k] = f"launch-site literal {site.file}:{site.line}"
+        for p in want:
+            if p.name in found or p.name not in passed:
+                continue
+            src = passed[p.name]
+            ok, val = (True, site.literal_kwargs[p.name]) if p.name in site.literal_kwargs else _literal(src)
+            if ok and _is_value(val):
+                found[p.name] = (val, f"launch-site literal {site.file}:{site.line}")
+                continue
+            if env is None:
+                env = CallerEnv(root, site)
+            try:
+                val = env.value(src)
+                if _is_value(val):
+                    found[p.name] = (str(val) if isinstance(val, _DtypeStr) else val,
+                                     f"caller constant {site.file}:{site.line} ({src})")
+            except _EVAL_ERRORS:
+                pass
+
+    # 3. the first autotune config
+    cfg = first_autotune_config(kernel, root)
+    if cfg is not None:
+        kw, opts = cfg
+        for k, v in kw.items():
+            if k in names and k not in found and _is_value(v):
+                found[k] = (v, "autotune: first config")
+        for k, v in opts.items():
+            if k not in options:
+                options[k] = v
+                rules[k] = "autotune: first config"
+
+    # 5. defaults (before heuristics, which may read them)
+    defaults: dict[str, tuple[Any, str]] = {}
+    for p in want:
+        if p.default is not None:
+            ok, val = _literal(p.default)
+            if ok and _is_value(val):
+                defaults[p.name] = (val, f"default {p.default}")
+
+    # 6/7. name hints, then use in the body
+    def fallback(p) -> tuple[Any, str]:
+        hit = Hints.first(hints.constexpr, p.name)
+        if hit:
+            return hit[1], f"name:{hit[0]} → {hit[1]}"
+        f = facts.get(p.name) or ParamFacts()
+        if f.compared_with:
+            v = f.compared_with[0]
+            return v, f"use:compared with {v!r}"
+        if "dtype" in f.uses:
+            return "tl.float32", "use:dtype argument → tl.float32"
+        if "arange" in f.uses:
+            return 64, "use:tl.arange bound → 64"
+        if "bool" in f.uses:
+            return True, "use:condition → True"
+        return 16, "fallback → 16"
+
+    # 4. heuristics, evaluated with what is known so far
+    known = {k: v for k, (v, _) in found.items()}
+    for k, (v, _) in defaults.items():
+        known.setdefault(k, v)
+    for p in want:
+        if p.name not in known:
+            known[p.name] = fallback(p)[0]
+    heur = heuristics_values(kernel, root, known, pointers)
+    for k, (v, why) in heur.items():
+        if k in names and k not in found:
+            if why:
+                found[k] = (v, why)
+            else:
+                p = next(p for p in kernel.params if p.name == k)
+                fv, fwhy = fallback(p)
+                found[k] = (fv, f"heuristics not evaluable; {fwhy}")
+
+    for p in want:
+        if p.name in found:
+            v, why = found[p.name]
+        elif p.name in defaults:
+            v, why = defaults[p.name]
+        else:
+            v, why = fallback(p)
+        constexprs[p.name] = v
+        rules[p.name] = why
+
+
+def _starred_len(src: str) -> int | None:
+    """Number of values ``*src`` expands to, when the source says."""
+    try:
+        node = ast.parse(src.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return len(node.elts)
+    if isinstance(node, ast.IfExp):
+        a, b = (len(x.elts) if isinstance(x, (ast.Tuple, ast.List)) else None for x in (node.body, node.orelse))
+        return a if a == b else None
+    return None
+
+
+_ANN_SCALARS = {"int": ("int", "i32"), "float": ("float", "fp32"), "bool": ("int", "i1")}
+
+
+def _apply_annotations(kernel: Kernel, facts) -> None:
+    """Python annotations (``n: int``, ``x_ptr: tl.tensor``) are evidence the author gave."""
+    for p in kernel.params:
+        ann = (p.annotation or "").strip().strip("'\"")
+        if not ann or p.constexpr:
+            continue
+        f = facts.get(p.name)
+        if f is None:
+            continue
+        last = ann.rsplit(".", 1)[-1]
+        if ann in _ANN_SCALARS:
+            kind, _ = _ANN_SCALARS[ann]
+            f.pointer.clear()
+            f.scalar.insert(0, f"annotation:{ann} → scalar")
+            f.value[kind].insert(0, f"annotation:{ann} → {_ANN_SCALARS[ann][1]}")
+            if kind == "int":
+                f.value["float"].clear()
+            else:
+                f.value["int"].clear()
+        elif last in ("tensor", "Tensor", "pointer_type") and not f.pointer:
+            f.pointer.append(f"annotation:{ann} → pointer")
+        elif last in DTYPE_NAMES:
+            kind = "int" if last in INT_DTYPES else "float"
+            f.pointer.clear()
+            f.scalar.insert(0, f"annotation:{ann} → scalar")
+            f.value[kind].insert(0, f"annotation:{ann} → {_TL_TO_SIG[last]}")
