@@ -15,10 +15,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import json
+
 from tritriage.model import Diagnosis, Location
 
 from . import text as T
-from .rules import STAGE_CLASS, Pattern, PatternSet, TextRules, load_patterns, load_text_rules
+from .rules import (CLASSES, RANKS, STAGE_CLASS, Pattern, PatternSet, TextRules, load_patterns,
+                    load_text_rules, user_rules_file)
 
 # triton-ascend's stage names (banner) and tritriage's (model.STAGES) -> class.
 # The ttir stage ("MLIRCompile") is still Python-to-TTIR work: frontend.
@@ -40,7 +43,7 @@ TOOL_TO_CLASS = {
 STAGE_HINTS = (
     ("frontend", re.compile(r"\bast_to_ttir\b|code_generator\.py|\bin make_ir\b")),
     ("frontend", re.compile(r"\bmake_ttir\b")),
-    ("ConvertTritonIRToLinalgIR", re.compile(r"\bttir_to_linalg\b|triton-adapter-opt['\s:]|\bTritonTo(?:Linalg|Structured|Unstructure)\w*")),
+    ("ConvertTritonIRToLinalgIR", re.compile(r"\bttir_to_linalg\b|triton-(?:adapter|shared|linalg)-opt['\s:]|\bTritonTo(?:Linalg|Structured|Unstructure)\w*|/PtrAnalysis\.cpp")),
     ("ConvertLinalgRToBinary", re.compile(r"\blinalg_to_bin\w*|bishengir-compile['\s:]|\bBiSheng(?:HIR|IR|LIR)\b")),
 )
 PIPELINE = ("frontend", "ConvertTritonIRToLinalgIR", "ConvertLinalgRToBinary")
@@ -81,13 +84,20 @@ class Reading:
     frames: list[str] = field(default_factory=list)
     hinted_stage: str | None = None
     meaningful: list[str] | None = None  # symbolized frames below the signal handler
+    result: dict | None = None  # a TRITRIAGE-*-RESULT line's verdict (a repro script's own)
 
 
 class Classifier:
     """Rules loaded once; ``classify`` and ``clean`` run on any text."""
 
-    def __init__(self, patterns: PatternSet | str | Path | None = None, prefixes: TextRules | str | Path | None = None):
-        self.patterns = patterns if isinstance(patterns, PatternSet) else load_patterns(patterns)
+    def __init__(self, patterns: PatternSet | str | Path | None = None, prefixes: TextRules | str | Path | None = None,
+                 rules: tuple | list = (), user_rules: bool = True):
+        """``rules``: the user's rules files on top of ``patterns``; ``user_rules``:
+        with the shipped patterns, also ``<data dir>/rules.yaml``."""
+        if isinstance(patterns, PatternSet):
+            self.patterns = patterns
+        else:
+            self.patterns = load_patterns(patterns, extra=tuple(rules), user=user_rules and patterns is None)
         self.text_rules = prefixes if isinstance(prefixes, TextRules) else load_text_rules(prefixes)
         self._wrapper = _union(self.patterns.wrappers)
         self._handler = _union(self.patterns.handler_frames)
@@ -109,6 +119,11 @@ class Classifier:
                 skip_ir = False
                 continue
             st = s.strip()
+            if st.startswith("TRITRIAGE-"):
+                m = T.RESULT_LINE.match(st)
+                if m:
+                    r.result = _result(m.group("json")) or r.result
+                continue
             if st[0] == "#":  # stack frames are most of a crash log: cheapest test first
                 m = T.FRAME.match(s)
                 if m:
@@ -246,30 +261,46 @@ class Classifier:
 
     def _classify(self, text, *, checkout, stage, outcome) -> Diagnosis:
         reading = self.read(text)
+        excerpt = _truncate(self.clean_reading(reading))
+        if reading.result is not None and outcome not in OUTCOME_CLASS:
+            # The repro script classified its own compile with the same rules,
+            # knowing stage and outcome; the printed text around it knows less.
+            res = reading.result
+            return Diagnosis(res["class"], res.get("subclass") or res["class"], res["fingerprint"],
+                             _parse_location(res.get("location")), None, "tritriage-result", excerpt)
         stage_cls = self._stage_class(reading, stage)
         found = self._match(reading)
-        excerpt = _truncate(self.clean_reading(reading))
         checkout = checkout.rstrip("/") if checkout else None
+        hint = None
 
         if found is not None:
             pattern, cand, m = found
-            cls = stage_cls if pattern.cls == STAGE_CLASS else pattern.cls
+            code = (m.groupdict().get("code") or "").upper()
+            meaning = self.patterns.codes.get(code, (None, ""))[1] if code else ""
+            cls = stage_cls or pattern.unstaged if pattern.cls == STAGE_CLASS else pattern.cls
             fields = {k: v for k, v in m.groupdict().items()}
             fields.update(
                 crash_site=self._crash_site(reading),
                 tool=reading.tool or "compiler",
                 stage=stage_cls or "unknown stage",
                 line=cand.text,
+                meaning=meaning or "",
             )
+            if fields.get("code"):
+                fields["code"] = fields["code"].upper()
             subclass = _tidy(_format(pattern.subclass, fields))
             hint, pid = pattern.hint, pattern.id
             use_location = pattern.fingerprint_location
             if cls is None:  # a stage-dependent pattern with no stage anywhere
-                cls, hint, pid = "unknown", None, None
+                cls, pid = "unknown", None
+                hint = (f"best candidate: {_short(cand.text)!r}; why unknown: rule '{pattern.id}' matches it but "
+                        f"its class depends on the compiler stage, and no banner, tool or caller names one")
         else:
             cand = _first_error(reading)
-            cls, hint, pid, use_location = "unknown", None, None, True
+            cls, pid, use_location = "unknown", None, True
             subclass = _tidy(cand.text) if cand is not None else ("empty output" if not reading.lines or not any(l.text.strip() for l in reading.lines) else "no diagnostic found")
+            if cand is not None:
+                hint = self._why_unknown(cand)
 
         location = _location(cand, checkout, self.text_rules.package_roots) if cand is not None else None
 
@@ -296,13 +327,48 @@ class Classifier:
         fingerprint = _hash(cls, T.normalize(subclass, checkout), key_loc)
         return Diagnosis(cls, subclass, fingerprint, location, hint, pid, excerpt)
 
-    def _match(self, reading: Reading) -> tuple[Pattern, Candidate, re.Match] | None:
-        for cand in reading.candidates:
+    def _why_unknown(self, cand: Candidate) -> str:
+        """For a user writing a rule: the line we would have used, and the
+        rule whose examples share most of its words (or that none does)."""
+        words = set(_WORD.findall(cand.text.lower()))
+        best, score = None, 0
+        for p in self.patterns.patterns:
+            ex = set(_WORD.findall(" ".join(p.examples).lower()))
+            common = len(words & ex)
+            if common > score:
+                best, score = p, common
+        kind = {W_FRONTEND: "a located compile error", W_ERROR: "an error line",
+                W_LINE: "a plain line (no error line in the log)", W_WEAK: "a wrapper or remark"}[cand.weight]
+        near = (f"; nearest rule '{best.id}' ({best.cls}) shares {score} word(s) with it but its regex does not match"
+                if best is not None and score >= 2 else "; no rule shares its words")
+        return f"best candidate: {_short(cand.text)!r} ({kind}); why unknown: no rule matches it{near}"
+
+    def _match(self, reading: Reading):
+        """The best (pattern, candidate, match).
+
+        Each candidate line takes the first pattern (in file order) that
+        matches it; among those, the best pattern rank wins, then the line's
+        own rank (located compile error, error, plain line, wrapper), then the
+        earlier line.  With a compiler banner or crash report in the log, the
+        run-time patterns count one rank lower: they describe the wrapper."""
+        compiled = reading.banner_stage in STAGE_TO_CLASS or reading.tool in TOOL_TO_CLASS
+        best = None
+        best_key = None
+        for cand in reading.candidates:  # sorted by (weight, index)
+            if best_key is not None and best_key[0] == 0:
+                break  # nothing later can beat a cause
             for p in self.patterns.patterns:
                 m = p.match(cand.text)
-                if m:
-                    return p, cand, m
-        return None
+                if not m:
+                    continue
+                rank = p.rank
+                if compiled and p.cls in RUNTIME_CLASSES:
+                    rank = min(rank + 1, len(RANKS) - 1)
+                key = (rank, cand.weight, cand.index)
+                if best_key is None or key < best_key:
+                    best, best_key = (p, cand, m), key
+                break
+        return best
 
     def _stage_class(self, reading: Reading, stage: str | None) -> str | None:
         if reading.banner_stage and reading.banner_stage in STAGE_TO_CLASS:
@@ -479,7 +545,7 @@ def _parse_diag(st: str):
     return None
 
 
-_HINT_WORDS = ("_to_", "adapter", "make_", "code_generator", "TritonTo", "BiSheng", "bishengir")
+_HINT_WORDS = ("_to_", "adapter", "make_", "code_generator", "TritonTo", "BiSheng", "bishengir", "-opt", "PtrAnalysis")
 
 
 def _maybe_hint(s: str) -> bool:
@@ -538,15 +604,47 @@ def relative_path(path: str, checkout: str | None = None, roots: tuple[str, ...]
     return path
 
 
+_FAILURE_WORDS = re.compile(r"(?i)\b(?:error|fail\w*|fault|abort\w*|exception|timed? ?out|killed|crash\w*|cannot|unsupported|not supported)\b")
+RUNTIME_CLASSES = frozenset({"runtime", "timeout"})
+_WORD = re.compile(r"[a-z_][a-z0-9_.]{2,}")
+
+
+def _short(s: str, n: int = 160) -> str:
+    return s if len(s) <= n else s[:n] + "..."
+
+
+def _result(raw: str) -> dict | None:
+    """A TRITRIAGE-*-RESULT line's JSON, when it carries a verdict."""
+    try:
+        res = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(res, dict) or res.get("class") not in CLASSES or not isinstance(res.get("fingerprint"), str):
+        return None
+    return res
+
+
+_LOC_STR = re.compile(r"^(?P<file>.+?):(?P<line>\d+)(?::(?P<col>\d+))?$")
+
+
+def _parse_location(s) -> Location | None:
+    m = _LOC_STR.match(s) if isinstance(s, str) else None
+    return Location(m.group("file"), int(m.group("line")), int(m.group("col") or 0)) if m else None
+
+
 def _first_error(reading: Reading) -> Candidate | None:
     """For unknown output: the first error line, else the first line at all."""
     for c in reading.candidates:  # sorted: errors first
         if c.weight <= W_ERROR:
             return c
+    first = None
     for ln in reading.lines:
-        if ln.text.strip():
-            return Candidate(ln.text.strip(), W_LINE, ln.index)
-    return None
+        st = ln.text.strip()
+        if st:
+            if _FAILURE_WORDS.search(st):  # a plain line that says something went wrong
+                return Candidate(st, W_LINE, ln.index)
+            first = first or Candidate(st, W_LINE, ln.index)
+    return first
 
 
 class _SafeDict(dict):
@@ -599,25 +697,41 @@ def _union(rxs: tuple[re.Pattern, ...]) -> re.Pattern | None:
 
 # ------------------------------------------------------------- module API
 
-_default: Classifier | None = None
+_classifiers: dict = {}
 
 
-def default_classifier() -> Classifier:
-    global _default
-    if _default is None:
-        _default = Classifier()
-    return _default
+def default_classifier(rules: tuple | list = ()) -> Classifier:
+    """The shipped rules, ``<data dir>/rules.yaml`` and ``rules``, loaded once
+    per set of files (and again when one of them changes)."""
+    files = [user_rules_file(), *map(Path, rules)]
+    key = tuple((str(f), _mtime(f)) for f in files if f is not None)
+    c = _classifiers.get(key)
+    if c is None:
+        if len(_classifiers) > 8:
+            _classifiers.clear()
+        c = _classifiers[key] = Classifier(rules=tuple(rules))
+    return c
 
 
-def classify(text, *, checkout: str | None = None, stage: str | None = None, outcome: str | None = None) -> Diagnosis:
+def _mtime(f: Path) -> float:
+    try:
+        return f.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def classify(text, *, checkout: str | None = None, stage: str | None = None, outcome: str | None = None,
+             rules: tuple | list = ()) -> Diagnosis:
     """Class, subclass, fingerprint and location of one failure's output.
 
     ``stage`` is the compiler stage that failed when the caller knows it
     (frontend/ttir/linalg/binary); ``outcome`` is the CompileResult outcome and
     decides the class of timeouts, crashes, loader and spec errors.  Text alone
-    works too.  Never raises.
+    works too.  ``rules``: the user's rules files (``--rules FILE``), on top of
+    the shipped patterns and ``<data dir>/rules.yaml``; a bad file raises
+    ``UserError`` (one line), everything else never raises.
     """
-    return default_classifier().classify(text, checkout=checkout, stage=stage, outcome=outcome)
+    return default_classifier(rules).classify(text, checkout=checkout, stage=stage, outcome=outcome)
 
 
 def clean(text, max_frames: int = 5) -> str:

@@ -10,6 +10,13 @@ Two YAML files ship with the package:
     how to read a log: line prefixes added by the program that captured the
     output (pytest, vLLM workers, CI runners), lines that every compile prints
     even on success, and the package roots used to shorten source paths.
+``codes.yaml``
+    what CANN/ACL error codes mean (a kernel fault, a device timeout, an op
+    torch_npu lacks...): one table read by the patterns of class ``@code``.
+
+A user's own rules (``--rules FILE``, and ``<data dir>/rules.yaml`` when it
+exists) are patterns files too, checked the same way: a pattern whose id is
+already shipped replaces it, a new one is tried before every shipped one.
 
 Adding a pattern is a data change; a mistake in either file is reported as a
 one-line ``UserError`` naming the file, the entry and the field.
@@ -50,10 +57,21 @@ CLASSES: tuple[str, ...] = (
     "unknown",
 )
 STAGE_CLASS = "@stage"
+# "{codes}" in a regex: the codes codes.yaml gives the pattern's class.
+CODES_FIELD = "{codes}"
+DEFAULT_CODES = HERE / "codes.yaml"
+USER_RULES_NAME = "rules.yaml"
+
+# Precedence among matches, best first (pattern field "rank").  A cause is a
+# diagnostic that says why; a wrapper only says that something failed ("Inner
+# error", "pipeline failed", a bare "error:"); chatter is a line a healthy run
+# prints too (an environment probe, an import warning), used only when nothing
+# else in the log explains the failure.
+RANKS: tuple[str, ...] = ("cause", "wrapper", "chatter")
 
 # Values the engine computes and a subclass template may use besides the
 # pattern's own named groups.
-COMPUTED_FIELDS = frozenset({"crash_site", "tool", "stage", "line"})
+COMPUTED_FIELDS = frozenset({"crash_site", "tool", "stage", "line", "meaning"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,10 @@ class Pattern:
     # A frontend failure known to be triton-ascend's (fp8, tl.extra.cuda...):
     # even an inferred spec that meets it is sound, the gap is Ascend's.
     ascend_gap: bool = False
+    rank: int = 0  # index in RANKS
+    unstaged: str | None = None  # class of an "@stage" pattern when no stage is known
+    fixtures: tuple[str, ...] = ()  # public fixtures (file stems) the pattern was fitted to
+    origin: str = ""  # the file it came from
 
     def match(self, line: str) -> re.Match | None:
         for rx in self.regexes:
@@ -84,6 +106,15 @@ class PatternSet:
     wrappers: tuple[re.Pattern, ...]  # errors that only announce another error
     handler_frames: tuple[re.Pattern, ...]  # signal-handler / libc frames of a stack dump
     by_id: dict = field(default_factory=dict)
+    codes: dict = field(default_factory=dict)  # code -> (class, meaning), from codes.yaml
+
+    def without(self, ids) -> "PatternSet":
+        """The same rules less some patterns (the bench's leave-one-source-out)."""
+        ids = set(ids)
+        kept = tuple(p for p in self.patterns if p.id not in ids)
+        ps = PatternSet(self.path, kept, self.wrappers, self.handler_frames, codes=self.codes)
+        ps.by_id.update({p.id: p for p in kept})
+        return ps
 
 
 @dataclass(frozen=True)
@@ -151,20 +182,100 @@ def _template_fields(path, where: str, template: str) -> set[str]:
     return names
 
 
-def load_patterns(path: str | Path | None = None) -> PatternSet:
-    """Load and check a patterns file (the packaged one when ``path`` is None)."""
+def user_rules_file() -> Path | None:
+    """``<data dir>/rules.yaml`` when it exists: rules every run picks up."""
+    from tritriage.paths import data_dir
+
+    f = data_dir() / USER_RULES_NAME
+    return f if f.is_file() else None
+
+
+def load_patterns(path: str | Path | None = None, extra: tuple | list = (), *, user: bool = False) -> PatternSet:
+    """Load and check a patterns file (the packaged one when ``path`` is None).
+
+    ``extra``: the user's rules files, in order, each checked like the shipped
+    file; a pattern whose id exists replaces it where it stands, a new one is
+    tried before all shipped patterns (a later file before an earlier one).
+    ``user``: also pick up ``<data dir>/rules.yaml`` (first of the extras).
+    """
     path = Path(path) if path is not None else DEFAULT_PATTERNS
-    if path == DEFAULT_PATTERNS:
-        return _load_patterns_cached(str(path))
-    return _load_patterns(path)
+    extras = [Path(e) for e in extra]
+    if user:
+        auto = user_rules_file()
+        if auto is not None and auto not in extras:
+            extras.insert(0, auto)
+    if not extras:
+        return _load_patterns_cached(str(path), _mtime(path)) if path == DEFAULT_PATTERNS else _load_patterns(path)
+    base = _load_patterns_cached(str(path), _mtime(path)) if path == DEFAULT_PATTERNS else _load_patterns(path)
+    return merge_patterns(base, [_load_patterns(e, own_codes=False) for e in extras])
+
+
+def merge_patterns(base: PatternSet, extras: list[PatternSet]) -> PatternSet:
+    patterns = list(base.patterns)
+    wrappers, frames = list(base.wrappers), list(base.handler_frames)
+    for ex in extras:
+        index = {p.id: i for i, p in enumerate(patterns)}
+        new = []
+        for p in ex.patterns:
+            if p.id in index:
+                patterns[index[p.id]] = p
+            else:
+                new.append(p)
+        patterns = new + patterns
+        wrappers += ex.wrappers
+        frames += ex.handler_frames
+    ps = PatternSet(base.path, tuple(patterns), tuple(wrappers), tuple(frames), codes=base.codes)
+    ps.by_id.update({p.id: p for p in patterns})
+    return ps
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 @lru_cache(maxsize=4)
-def _load_patterns_cached(path: str) -> PatternSet:
+def _load_patterns_cached(path: str, _mtime: float = 0.0) -> PatternSet:
     return _load_patterns(Path(path))
 
 
-def _load_patterns(path: Path) -> PatternSet:
+@lru_cache(maxsize=2)
+def _codes_cached(path: str, _mtime: float = 0.0) -> dict:
+    return load_codes(path)
+
+
+def load_codes(path: str | Path | None = None) -> dict[str, tuple[str, str]]:
+    """codes.yaml: error code -> (class, meaning)."""
+    path = Path(path) if path is not None else DEFAULT_CODES
+    data = _read_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("codes"), dict):
+        raise _fail(path, "top level", "must be a mapping with a 'codes' mapping")
+    out: dict[str, tuple[str, str]] = {}
+    for code, entry in data["codes"].items():
+        where = f"code {code}"
+        if not isinstance(entry, dict) or set(entry) - {"class", "meaning"}:
+            raise _fail(path, where, "must be a mapping with 'class' and 'meaning'")
+        cls, meaning = entry.get("class"), entry.get("meaning")
+        if cls not in CLASSES:
+            raise _fail(path, f"{where} field 'class'", f"{cls!r} is not one of {', '.join(CLASSES)}")
+        if not isinstance(meaning, str) or not meaning.strip():
+            raise _fail(path, f"{where} field 'meaning'", "must be a non-empty string")
+        out[str(code).upper()] = (cls, meaning.strip())
+    return out
+
+
+def _expand_codes(rx, cls, codes: dict) -> Any:
+    if not isinstance(rx, str) or CODES_FIELD not in rx:
+        return rx
+    mine = sorted((c for c, (k, _) in codes.items() if k == cls), key=len, reverse=True)
+    # No code of this class: a group that never matches keeps the regex valid.
+    return rx.replace(CODES_FIELD, "(?:" + "|".join(map(re.escape, mine)) + ")" if mine else "(?!x)x")
+
+
+def _load_patterns(path: Path, own_codes: bool = True) -> PatternSet:
+    codes = _codes_cached(str(DEFAULT_CODES), _mtime(DEFAULT_CODES))
     data = _read_yaml(path)
     if not isinstance(data, dict):
         raise _fail(path, "top level", "must be a mapping with a 'patterns' list")
@@ -184,7 +295,7 @@ def _load_patterns(path: Path) -> PatternSet:
         seen.add(pid)
         where = f"pattern '{pid}'"
         unknown = set(entry) - {"id", "class", "regex", "subclass", "hint", "examples", "fingerprint_location",
-                                "ascend_gap"}
+                                "ascend_gap", "rank", "unstaged", "fixtures"}
         if unknown:
             raise _fail(path, f"{where}", f"unknown field(s) {', '.join(sorted(unknown))}")
         cls = entry.get("class")
@@ -193,7 +304,7 @@ def _load_patterns(path: Path) -> PatternSet:
         if "regex" not in entry:
             raise _fail(path, f"{where} field 'regex'", "missing")
         regexes = tuple(
-            _compile(path, f"{where} field 'regex'", rx)
+            _compile(path, f"{where} field 'regex'", _expand_codes(rx, cls, codes))
             for rx in _str_list(path, f"{where} field 'regex'", entry["regex"])
         )
         sub = entry.get("subclass")
@@ -219,8 +330,15 @@ def _load_patterns(path: Path) -> PatternSet:
         gap = entry.get("ascend_gap", False)
         if not isinstance(gap, bool):
             raise _fail(path, f"{where} field 'ascend_gap'", "must be true or false")
+        rank = entry.get("rank", RANKS[0])
+        if rank not in RANKS:
+            raise _fail(path, f"{where} field 'rank'", f"{rank!r} is not one of {', '.join(RANKS)}")
+        unstaged = entry.get("unstaged")
+        if unstaged is not None and (cls != STAGE_CLASS or unstaged not in CLASSES):
+            raise _fail(path, f"{where} field 'unstaged'", f"only for class {STAGE_CLASS}, and one of {', '.join(CLASSES)}")
+        cited = _str_list(path, f"{where} field 'fixtures'", entry.get("fixtures", []), allow_empty=True)
         patterns.append(Pattern(pid, cls, regexes, sub.strip(), hint.strip() if hint else None, tuple(examples), fl,
-                                gap))
+                                gap, RANKS.index(rank), unstaged, tuple(cited), str(path)))
 
     wrappers = tuple(
         _compile(path, f"wrappers #{i + 1}", rx)
@@ -230,7 +348,7 @@ def _load_patterns(path: Path) -> PatternSet:
         _compile(path, f"handler_frames #{i + 1}", rx)
         for i, rx in enumerate(_str_list(path, "handler_frames", data.get("handler_frames", []), allow_empty=True))
     )
-    ps = PatternSet(str(path), tuple(patterns), wrappers, frames)
+    ps = PatternSet(str(path), tuple(patterns), wrappers, frames, codes=codes)
     ps.by_id.update({p.id: p for p in patterns})
     return ps
 

@@ -28,6 +28,10 @@ BANNER_BEG = re.compile(r"^/{2,}-+\[ERROR\]\[(?:TritonAscend|Triton)\]\[BEG\]-+"
 BANNER_END = re.compile(r"^/{2,}-+\[ERROR\]\[(?:TritonAscend|Triton)\]\[END\]-+")
 BANNER_STAGE = re.compile(r"^\[(?P<stage>\w+)\] encounters error:?")
 
+# tritriage's own verdict lines (a repro script prints
+# "TRITRIAGE-REPRO-RESULT {json}"): read before anything else.
+RESULT_LINE = re.compile(r"^TRITRIAGE-[A-Z]+(?:-[A-Z]+)*-RESULT (?P<json>\{.*\})\s*$")
+
 # MLIR diagnostics: "file:L:C: error: msg" and 'loc("file":L:C): error: msg'.
 DIAG_FILE = re.compile(r"^(?P<file>[^\s:][^:]{0,500}?):(?P<line>\d+):(?P<col>\d+): (?P<sev>error|warning|remark|note): (?P<msg>.*)$")
 DIAG_LOC = re.compile(r"^loc\((?P<loc>.{0,1500})\): (?P<sev>error|warning|remark|note): (?P<msg>.*)$")
