@@ -106,6 +106,9 @@ def scan(
         help="cross-check frontend failures on upstream Triton (default: when `tritriage reference setup` was run)"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress, one summary line (for CI)"),
     new: bool = typer.Option(False, "--new", help="start a new run even if the last one was interrupted"),
+    bishengir: Optional[str] = typer.Option(
+        None, "--bishengir", help="bishengir-compile to run the binary stage with (default: CANN's, else the "
+                                  "ascendnpu-ir wheel's; 'none': leave the binary stage out)"),
 ):
     """Compile every entry kernel of PATH on triton-ascend, stage by stage, and store the verdicts."""
     if collect_only:
@@ -123,7 +126,7 @@ def scan(
     kwargs = dict(
         python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb, no_cache=no_cache,
         kernels=kernel or None, quiet=quiet, resume=False if new else None,
-        catalog_dirs=[str(c) for c in (catalog or [])],
+        catalog_dirs=[str(c) for c in (catalog or [])], bishengir=bishengir,
     )
     if _use_reference(reference):
         kwargs["reference"] = True
@@ -142,6 +145,9 @@ def rerun(
     timeout: Optional[float] = typer.Option(None, help="seconds per compile"),
     memory_mb: Optional[int] = typer.Option(None, "--memory-mb"),
     quiet: bool = typer.Option(False, "-q", "--quiet"),
+    bishengir: Optional[str] = typer.Option(
+        None, "--bishengir", help="bishengir-compile to run the binary stage with (default: CANN's, else the "
+                                  "ascendnpu-ir wheel's; 'none': leave the binary stage out)"),
 ):
     """Recompile some kernels of a stored scan and print before -> after."""
     from tritriage.commands.rerun import rerun_command
@@ -149,7 +155,7 @@ def rerun(
     if not any([kernel, file, failed, cls]):
         raise UserError("rerun needs --kernel, --file, --failed or --class")
     _exit(rerun_command(kernel=kernel, file=file, failed=failed, cls=cls, run_id=run, python=python,
-                        jobs=jobs, timeout=timeout, memory_mb=memory_mb, quiet=quiet))
+                        jobs=jobs, timeout=timeout, memory_mb=memory_mb, quiet=quiet, bishengir=bishengir))
 
 
 @app.command()
@@ -157,11 +163,14 @@ def doctor(
     python: Optional[str] = typer.Option(None, help="interpreter that has triton-ascend (default: this one)"),
     arch: str = typer.Option("Ascend910B", help="Ascend SoC to compile for"),
     json_out: bool = typer.Option(False, "--json"),
+    bishengir: Optional[str] = typer.Option(
+        None, "--bishengir", help="bishengir-compile to run the binary stage with (default: CANN's, else the "
+                                  "ascendnpu-ir wheel's; 'none': leave the binary stage out)"),
 ):
     """What this machine can compile: triton-ascend, the adapter, CANN, torch_npu, and the stages a scan runs."""
     from tritriage.commands.doctor import doctor_command
 
-    _exit(doctor_command(python=python, arch=arch, json_out=json_out))
+    _exit(doctor_command(python=python, arch=arch, json_out=json_out, bishengir=bishengir))
 
 
 # --------------------------------------------------------------------------
@@ -252,11 +261,13 @@ def classify(
     logs: List[Path] = typer.Argument(..., help="saved compiler or test logs, one failure per file"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON array"),
     checkout: Optional[Path] = typer.Option(None, help="checkout root to strip from locations"),
+    rules: Optional[List[Path]] = typer.Option(None, "--rules", help="YAML patterns that extend or override the "
+                                                                      "shipped ones (same format as patterns.yaml)"),
 ):
     """Classify saved logs: class, subclass, fingerprint and source location of each."""
     from tritriage.commands.classify import classify_command
 
-    _exit(classify_command(logs, json_out=json_out, checkout=checkout))
+    _exit(classify_command(logs, json_out=json_out, checkout=checkout, rules=rules))
 
 
 # --------------------------------------------------------------------------

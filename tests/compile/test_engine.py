@@ -82,10 +82,12 @@ def test_scan_records_how_far_each_kernel_got(store):
     assert set(got) == PASSING | {"frontend_error_kernel", "loader_error_kernel"}, "helpers are not compiled"
 
     ok = got["scale_kernel"]
-    assert ok.outcome == "passed-to-linalg"
-    assert stage_status(ok) == {"frontend": "passed", "ttir": "passed", "linalg": "passed", "binary": "not-run"}
-    binary = ok.result.stage("binary")
-    assert binary.reason == "CANN not found (ASCEND_HOME_PATH is not set)"
+    # No CANN here: the binary stage runs on the ascendnpu-ir wheel's
+    # bishengir-compile; hivmc (CANN) and launch (an NPU) do not run.
+    assert ok.outcome == "passed-to-binary"
+    assert stage_status(ok) == {"frontend": "passed", "ttir": "passed", "linalg": "passed", "binary": "passed",
+                                "hivmc": "not-run", "launch": "not-run"}
+    assert "CANN's hivmc is not installed" in ok.result.stage("hivmc").reason
     assert ok.result.compiler_seconds > 0 and ok.diagnosis is None
 
     fe = got["frontend_error_kernel"]
@@ -100,11 +102,11 @@ def test_scan_records_how_far_each_kernel_got(store):
     assert "SCALE_SET_AT_RUNTIME" in le.result.error
     assert le.diagnosis is not None and le.diagnosis.cls == "loader"
 
-    assert summary.counts == {"passed-to-linalg": 3, "failed": 1, "loader-error": 1}
+    assert summary.counts == {"passed-to-binary": 3, "failed": 1, "loader-error": 1}
     assert summary.failed_at == {"frontend": 1}
     run = store.run(summary.run_id)
     assert run.status == "complete" and run.cann is None and run.checkout == str(CHECKOUT.resolve())
-    assert "binary" not in run.stages_available
+    assert list(run.stages_available) == ["frontend", "ttir", "linalg", "binary"], "hivmc needs CANN"
     kinds = {k.name: k.kind for k in store.kernels(summary.run_id)}
     assert kinds["_twice"] == "helper", "the store lists helpers too"
 
@@ -123,7 +125,7 @@ def test_explicit_python_is_used_and_recorded(store):
     python = str(Path(sys.executable).absolute())
     summary = scan(store, python=python, kernels_filter=["scale_kernel"])
     assert store.run(summary.run_id).python == python
-    assert results(store, summary.run_id)["scale_kernel"].outcome == "passed-to-linalg"
+    assert results(store, summary.run_id)["scale_kernel"].outcome == "passed-to-binary"
 
 
 def test_python_without_triton_is_reported_once_before_compiling(store, tmp_path):
@@ -165,7 +167,7 @@ def test_segfaulting_adapter_is_recorded_and_scan_goes_on(store, monkeypatch):
     assert r.result.stage("linalg").artifact == str(art / "kernel.ttir.mlir")
     assert (art / "log.txt").exists()
     for name in ("scale_kernel", "relu_kernel"):
-        assert got[name].outcome == "passed-to-linalg"
+        assert got[name].outcome == "passed-to-binary"
         assert got[name].result.artifacts_dir is None, "passes keep no artifacts"
 
 
@@ -175,7 +177,7 @@ def test_aborting_adapter_keeps_the_malloc_message(store, monkeypatch):
     got = results(store, summary.run_id)
     assert got["add_kernel"].result.signal == 6
     assert "malloc(): corrupted top size" in got["add_kernel"].result.error
-    assert got["relu_kernel"].outcome == "passed-to-linalg"
+    assert got["relu_kernel"].outcome == "passed-to-binary"
 
 
 def test_hanging_adapter_times_out_and_is_killed(store, monkeypatch):
@@ -187,7 +189,7 @@ def test_hanging_adapter_times_out_and_is_killed(store, monkeypatch):
     assert "timed out after 3 s" in r.result.error
     assert "stand-in adapter: hanging" in r.result.log, "output seen before the timeout is kept"
     assert (Path(r.result.artifacts_dir) / "kernel.ttir.mlir").exists()
-    assert {got[n].outcome for n in ("scale_kernel", "relu_kernel")} == {"passed-to-linalg"}
+    assert {got[n].outcome for n in ("scale_kernel", "relu_kernel")} == {"passed-to-binary"}
     assert not _running("hang-adapter"), "the timed-out tool was killed with its compile"
 
 
@@ -212,7 +214,7 @@ def test_garbage_printing_adapter_fails_at_linalg_with_its_text(store, monkeypat
     assert "exited with status 1" in r.result.error
     assert "stand-in garbage \\x00\\x01" in r.result.error, "binary output is kept, escaped"
     assert "stdout garbage" in r.result.error
-    assert got["scale_kernel"].outcome == "passed-to-linalg"
+    assert got["scale_kernel"].outcome == "passed-to-binary"
 
 
 def test_runaway_memory_is_stopped_at_the_limit(store, monkeypatch):
@@ -222,7 +224,7 @@ def test_runaway_memory_is_stopped_at_the_limit(store, monkeypatch):
     r = got["add_kernel"]
     assert r.outcome == "oom" and r.failed_stage == "linalg"
     assert "400 MiB" in r.result.error
-    assert got["relu_kernel"].outcome == "passed-to-linalg"
+    assert got["relu_kernel"].outcome == "passed-to-binary"
 
 
 def test_worker_death_is_a_crash_and_the_worker_is_replaced(store, monkeypatch):
@@ -231,7 +233,7 @@ def test_worker_death_is_a_crash_and_the_worker_is_replaced(store, monkeypatch):
     got = results(store, summary.run_id)
     assert got["add_kernel"].outcome == "crash"
     assert "compile worker died again" in got["add_kernel"].result.error
-    assert {got[n].outcome for n in ("scale_kernel", "relu_kernel")} == {"passed-to-linalg"}
+    assert {got[n].outcome for n in ("scale_kernel", "relu_kernel")} == {"passed-to-binary"}
 
 
 def test_crash_that_does_not_reproduce_is_flaky(store, monkeypatch, tmp_path):
@@ -239,7 +241,7 @@ def test_crash_that_does_not_reproduce_is_flaky(store, monkeypatch, tmp_path):
     summary = scan(store, adapter=standin("flaky"), kernels_filter=["add_kernel"])
     r = results(store, summary.run_id)["add_kernel"]
     assert (tmp_path / "count").read_text().strip() == "2", "crashed once, passed on the retry"
-    assert r.outcome == "passed-to-linalg" and r.result.flaky
+    assert r.outcome == "passed-to-binary" and r.result.flaky
     art = Path(r.result.artifacts_dir)
     assert "malloc(): corrupted top size" in (art / "first-attempt.log.txt").read_text()
     assert (art / "first-attempt.kernel.ttir.mlir").exists()
@@ -300,8 +302,8 @@ def test_rerun_prints_before_and_after(store, monkeypatch):
     rerun(kernel="add_kernel", adapter="", store=store, specs_fn=fixture_specs, out=lines.append)
     assert len(lines) == 1, lines
     assert lines[0].startswith("kernels.elementwise.add_kernel [default]: failed at linalg (signal SIGSEGV)")
-    assert lines[0].endswith(" -> passed-to-linalg")
-    assert results(store, summary.run_id)["add_kernel"].outcome == "passed-to-linalg", "the store is updated"
+    assert lines[0].endswith(" -> passed-to-binary")
+    assert results(store, summary.run_id)["add_kernel"].outcome == "passed-to-binary", "the store is updated"
 
     lines.clear()
     rerun(failed=True, store=store, specs_fn=fixture_specs, out=lines.append)
@@ -337,7 +339,7 @@ def test_scan_command_prints_the_count_of_each_outcome(store, capsys, monkeypatc
     assert scan_command(str(CHECKOUT), quiet=True, jobs=2) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1, "quiet prints the final line only"
-    assert "passed-to-linalg 3" in out[0] and "failed 1 (frontend 1)" in out[0] and "loader-error 1" in out[0]
+    assert "passed-to-binary 3" in out[0] and "failed 1 (frontend 1)" in out[0] and "loader-error 1" in out[0]
 
 
 # --------------------------------------------------------------------------
@@ -350,18 +352,22 @@ def test_every_vllm_085_entry_kernel_ends_in_an_explained_state(store, vllm085):
     summary = run_scan(vllm085, store=store, timeout=120)
     rs = store.results(summary.run_id)
     assert rs and len(rs) == summary.pairs
-    explained = {"passed-to-linalg", "failed", "loader-error", "timeout", "crash", "oom"}
+    explained = {"passed-to-binary", "failed", "loader-error", "timeout", "crash", "oom"}
     unexplained = [(r.kernel, r.outcome) for r in rs if r.outcome not in explained]
     assert not unexplained
     for r in rs:
         if r.outcome == "failed":
-            assert r.failed_stage in ("frontend", "ttir", "linalg") and r.result.error
-        if r.outcome != "passed-to-linalg":
+            assert r.failed_stage in ("frontend", "ttir", "linalg", "binary") and r.result.error
+        if r.outcome != "passed-to-binary":
             assert r.diagnosis is not None and r.diagnosis.cls
-        assert r.result.stage("binary").status == "not-run"
-    assert summary.counts["passed-to-linalg"] > len(rs) // 2
+        if r.result.stage("linalg").status == "passed":
+            # Every spec that passes linalg goes through the binary stage.
+            assert r.result.stage("binary").status in ("passed", "failed"), r.kernel
+        assert r.result.stage("hivmc").status == "not-run"
+    assert summary.counts["passed-to-binary"] > len(rs) // 3
+    assert any(r.failed_stage == "binary" for r in rs), "vLLM's GPU tile sizes overflow the unified buffer"
     line = summary.line()
-    for outcome in ("passed-to-linalg", "failed", "loader-error", "timeout", "crash"):
+    for outcome in ("passed-to-binary", "failed", "loader-error", "timeout", "crash"):
         assert f"{outcome} {summary.counts.get(outcome, 0)}" in line
 
 
@@ -396,7 +402,8 @@ def test_doctor_reports_what_a_scan_can_run_here(capsys, monkeypatch):
     assert report["triton_ascend_version"] == "3.2.0"
     assert report["adapter_executable"] and report["adapter_runs"]
     assert report["cann_available"] is False and "ASCEND_HOME_PATH is not set" in report["cann_reason"]
-    assert report["stages"] == ["frontend", "ttir", "linalg"]
+    assert report["stages"] == ["frontend", "ttir", "linalg", "binary"]
+    assert report["binary"]["mode"] == "bishengir" and "ascendnpu-ir" in report["binary"]["source"]
     assert "Ascend910B3" in report["archs"]
     assert report["torch_npu"] is None and report["torch_npu_error"], "no torch_npu on this host, and it says why"
 
@@ -421,3 +428,28 @@ def test_rerun_gives_an_inferred_spec_the_verdict_the_scan_gave(store):
     assert after.outcome == "spec-error"
     assert after.diagnosis.fingerprint == before.diagnosis.fingerprint
     assert lines and " = " in lines[0], lines
+
+
+def test_without_a_bishengir_the_binary_stage_is_not_run_and_says_why(store):
+    summary = scan(store, bishengir="none", kernels_filter=["scale_kernel"])
+    ok = results(store, summary.run_id)["scale_kernel"]
+    assert ok.outcome == "passed-to-linalg"
+    assert stage_status(ok) == {"frontend": "passed", "ttir": "passed", "linalg": "passed", "binary": "not-run",
+                                "hivmc": "not-run", "launch": "not-run"}
+    assert "turned off" in ok.result.stage("binary").reason
+    assert store.run(summary.run_id).stages_available == ("frontend", "ttir", "linalg") or \
+        list(store.run(summary.run_id).stages_available) == ["frontend", "ttir", "linalg"]
+
+
+def test_black_box_fallback_runs_the_local_binary_stage_too(store):
+    from tritriage.compile.pool import Job, Settings, WorkerPool
+    from tritriage.discover.inventory import discover
+    from tritriage.sandbox.stages import binary_plan
+
+    inv = discover(CHECKOUT)
+    k = next(k for k in inv.kernels if k.name == "scale_kernel")
+    job = Job(kernel=k, spec=fixture_specs(k, inv, CHECKOUT)[0], checkout=inv.root)
+    with WorkerPool(Settings(blackbox=True, binary=binary_plan(), timeout=60), 1) as pool:
+        (_, r), = list(pool.run([job]))
+    assert r.outcome == "passed-to-binary", r.error
+    assert r.stage("binary").status == "passed" and r.stage("hivmc").status == "not-run"

@@ -386,7 +386,7 @@ def test_json_holds_the_full_run_with_a_stable_schema(store, capsys):
         assert {"name", "file", "line", "kind", "status", "stages", "error", "specs"} <= set(k)
         assert k["kind"] in ("entry", "helper")
         assert k["status"] in ("passed", "failed", "no-spec", "not-run")
-        assert [s["stage"] for s in k["stages"]] == ["frontend", "ttir", "linalg", "binary"]
+        assert [s["stage"] for s in k["stages"]] == ["frontend", "ttir", "linalg", "binary", "hivmc", "launch"]
     fk = ks["_fwd_kernel"]
     assert fk["status"] == "failed" and fk["error"]["class"] == "ConvertTritonIRToLinalgIR"
     assert fk["error"]["subclass"] == "cannot div 0!"
@@ -394,7 +394,8 @@ def test_json_holds_the_full_run_with_a_stable_schema(store, capsys):
     assert re.fullmatch(r"[0-9a-f]{12}", fk["error"]["fingerprint"])
     assert [(s["name"], s["outcome"]) for s in fk["specs"]] == [("fp16-d128", "failed"), ("fp32-d64", "passed")]
     assert {s["stage"]: s["status"] for s in fk["stages"]} == \
-        {"frontend": "passed", "ttir": "passed", "linalg": "failed", "binary": "not-run"}
+        {"frontend": "passed", "ttir": "passed", "linalg": "failed", "binary": "not-run", "hivmc": "not-run",
+         "launch": "not-run"}
     assert ks["cdiv_fn"]["kind"] == "helper" and ks["cdiv_fn"]["status"] == "failed"
     assert ks["cdiv_fn"]["via"] == BY_NAME["kernel_paged_attention_2d"].id
     assert ks["_fwd_kernel_flash_attn_v2"]["error"] is None
@@ -579,13 +580,17 @@ def test_scan_of_fixture_kernels_renders_every_format(home, capsys, monkeypatch,
     boxes = {n: ok for _, b in parsed["sections"] for n, ok in b}
     assert boxes == {"frontend_error_kernel": False, "loader_error_kernel": False, "_twice": True,
                      "scale_kernel": True, "add_kernel": True, "relu_kernel": True}
-    assert "CANN: absent: binary stage not run" in md
+    assert "CANN: absent: hivmc and launch not run" in md
+    assert "binary stage: bishengir-compile 1.2.0 (ascendnpu-ir" in md
+    assert "passes every stage that ran: frontend, ttir, linalg, binary (hivmc, launch not run" in md
     assert f"scan: run #{summary.run_id}" in md
 
     data = json.loads(cli(capsys, "report", "--json")[1])
     ks = {k["name"]: k for k in data["kernels"]}
-    assert ks["scale_kernel"]["stages"][-1] == {"stage": "binary", "status": "not-run",
-                                                "reason": "CANN not found (ASCEND_HOME_PATH is not set)"}
+    st = {s["stage"]: s for s in ks["scale_kernel"]["stages"]}
+    assert st["binary"]["status"] == "passed"
+    assert st["hivmc"]["status"] == "not-run" and "CANN's hivmc is not installed" in st["hivmc"]["reason"]
+    assert data["run"]["compilers"]["binary"].startswith("bishengir-compile 1.2.0")
     fe = ks["frontend_error_kernel"]["error"]
     # The frontend counts lines from the def: the report points at the line in the file.
     assert (fe["file"], fe["line"]) == ("kernels/broken.py", 10)

@@ -18,7 +18,7 @@ import pytest
 
 from tritriage.compile.scan import run_scan
 from tritriage.errors import UserError
-from tritriage.model import Spec
+from tritriage.model import PASSES, Spec
 from tritriage.commands.repro import repro_command
 from tritriage.repro import build as repro
 from tritriage.store import Store
@@ -27,7 +27,7 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 ENGINE = FIXTURES / "engine"
 TRACE = FIXTURES / "trace"
 ABORT = str(FIXTURES / "standin" / "abort-adapter")
-PASSES = ("passed", "passed-to-linalg")
+
 
 
 def real_adapter() -> str:
@@ -98,8 +98,9 @@ def test_a_passing_kernel_compiles_and_exits_zero(scanned, tmp_path):
     path = write(store, tmp_path, "relu_kernel", compile_only=True)
     code, output, got = repro.run_script(path)
     assert code == 0, output
-    assert got["outcome"] == "passed-to-linalg"
-    assert got["stages"] == {"frontend": "passed", "ttir": "passed", "linalg": "passed", "binary": "not-run"}
+    assert got["outcome"] == "passed-to-binary"
+    assert got["stages"] == {"frontend": "passed", "ttir": "passed", "linalg": "passed", "binary": "passed",
+                             "hivmc": "not-run", "launch": "not-run"}
 
 
 def test_script_states_where_it_came_from(scanned, tmp_path):
@@ -227,7 +228,7 @@ def test_launch_script_compiles_only_without_an_npu(traced_scan, tmp_path):
     env = {k: v for k, v in env.items() if k not in ("TRITON_INTERPRET", "TRITRIAGE_REPRO_DEVICE")}
     code, output, got = repro.run_script(path, env=env)
     assert code == 0, output
-    assert got["mode"] == "compile" and got["outcome"] == "passed-to-linalg"
+    assert got["mode"] == "compile" and got["outcome"] == "passed-to-binary"
     assert "torch_npu is not importable" in output
 
 

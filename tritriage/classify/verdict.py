@@ -9,6 +9,7 @@ compiler shows otherwise.  ``verdict`` applies that policy and classifies;
 
 from __future__ import annotations
 
+import re
 import signal
 
 from tritriage.model import PASSES, CompileResult, Diagnosis, Spec
@@ -21,9 +22,27 @@ def verdict(result: CompileResult, spec: Spec | None, checkout: str | None, *,
     ``reference_decided``: the reference compiler already said whose failure
     it is, so the inferred-spec suspicion no longer applies."""
     diagnosis = classify_result(result, checkout)
+    diagnosis = _name_the_pairing(result, diagnosis)
     if reference_decided:
         return result, diagnosis
     return suspect_inferred_spec(result, diagnosis, spec, checkout)
+
+
+_PAIRING = re.compile(r"\[tritriage\] binary stage: bishengir-compile (\S+) from (.+?), "
+                      r"given triton-ascend (\S+)'s linalg output")
+
+
+def _name_the_pairing(result: CompileResult, diagnosis: Diagnosis | None) -> Diagnosis | None:
+    """An environment failure of the binary stage run without CANN names the
+    two releases that met there (triton-ascend's adapter, PyPI's bishengir)."""
+    if diagnosis is None or diagnosis.cls != "environment" or result.failed_stage != "binary":
+        return diagnosis
+    m = _PAIRING.search(result.error or "")
+    if not m:
+        return diagnosis
+    import dataclasses
+    return dataclasses.replace(diagnosis, subclass=f"{diagnosis.subclass} [triton-ascend {m.group(3)} with "
+                                                   f"bishengir-compile {m.group(1)} from {m.group(2)}]")
 
 
 def classify_result(result: CompileResult, checkout: str | None) -> Diagnosis | None:

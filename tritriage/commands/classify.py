@@ -30,6 +30,8 @@ def read_log(path: Path) -> str:
         raise UserError(f"{path}: is a directory, not a log file") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    if b"\0" in data[:65536]:
+        raise UserError(f"{path}: a binary file, not a text log (give the compiler's or test's saved output)")
     text = data.decode("utf-8", errors="replace")
     return strip_header(text)[1]
 
@@ -47,16 +49,29 @@ def strip_header(text: str) -> tuple[dict[str, str], str]:
     return header, "\n".join(lines[i:])
 
 
-def classify_command(logs: list[Path], json_out: bool = False, checkout: Path | None = None) -> int:
+def classify_command(logs: list[Path], json_out: bool = False, checkout: Path | None = None,
+                     rules: list[Path] | None = None) -> int:
     checkout_s = str(Path(checkout).resolve()) if checkout else None
     rows = []
     try:
         texts = [(Path(p), read_log(Path(p))) for p in logs]
+        if rules:
+            from tritriage.classify.rules import load_patterns
+            for r in rules:
+                if not Path(r).is_file():
+                    raise UserError(f"--rules {r}: no such file")
+            try:
+                load_patterns(extra=[str(r) for r in rules])  # a bad rules file is said before any log
+            except UserError:
+                raise
+            except (UnicodeDecodeError, ValueError, OSError) as e:
+                raise UserError(f"--rules {', '.join(map(str, rules))}: not a rules YAML file ({type(e).__name__})") \
+                    from None
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.code
     for path, text in texts:
-        d = classify(text, checkout=checkout_s)
+        d = classify(text, checkout=checkout_s, rules=[str(r) for r in rules or ()])
         rows.append(
             {
                 "file": str(path),

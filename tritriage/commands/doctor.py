@@ -6,9 +6,10 @@ from tritriage.compile.environment import check_environment, doctor_lines
 from tritriage.compile.scan import resolve_python
 
 
-def doctor_command(*, python: str | None = None, arch: str = "Ascend910B", json_out: bool = False) -> int:
+def doctor_command(*, python: str | None = None, arch: str = "Ascend910B", json_out: bool = False,
+                   bishengir: str | None = None) -> int:
     """``tritriage doctor``: 0 when a scan can run here, 1 when it cannot."""
-    report = check_environment(resolve_python(python), arch=arch, check_torch_npu=True)
+    report = check_environment(resolve_python(python), arch=arch, check_torch_npu=True, bishengir=bishengir)
     if json_out:
         import json
         print(json.dumps(report.to_dict(), indent=2, default=str))

@@ -16,7 +16,28 @@ from pathlib import Path
 
 from tritriage.errors import UserError
 
-FORMATS = ("terminal", "md", "json", "junit", "sarif")
+# One formatter per format: (module, function); each takes the view and the
+# options it cares about.  The terminal draws on a console instead.
+RENDERERS = {
+    "md": ("tritriage.report.markdown", "render_markdown"),
+    "json": ("tritriage.report.machine", "render_json"),
+    "junit": ("tritriage.report.machine", "render_junit"),
+    "sarif": ("tritriage.report.machine", "render_sarif"),
+}
+FORMATS = ("terminal", *RENDERERS)
+
+
+def _renderer(fmt: str):
+    import importlib
+    import inspect
+
+    module, name = RENDERERS[fmt]
+    fn = getattr(importlib.import_module(module), name)
+    accepted = inspect.signature(fn).parameters
+
+    def render(view, **options):
+        return fn(view, **{k: v for k, v in options.items() if k in accepted})
+    return render
 FAIL_ON = ("new-failures", "any-failure")
 
 
@@ -69,26 +90,12 @@ def report_command(*, fmt: str = "terminal", output: str | Path | None = None, r
             text = diff_markdown(d, template)
         else:
             _to_console(output, lambda c: print_diff(d, c))
-    elif fmt == "md":
-        from tritriage.report.markdown import render_markdown
-
-        text = render_markdown(view, template=template, max_detail_lines=max_detail_lines, max_bytes=max_bytes)
-    elif fmt == "json":
-        from tritriage.report.machine import render_json
-
-        text = render_json(view)
-    elif fmt == "junit":
-        from tritriage.report.machine import render_junit
-
-        text = render_junit(view)
-    elif fmt == "sarif":
-        from tritriage.report.machine import render_sarif
-
-        text = render_sarif(view)
-    else:
+    elif fmt == "terminal":
         from tritriage.report.terminal import print_report
 
         _to_console(output, lambda c: print_report(view, c))
+    else:
+        text = _renderer(fmt)(view, template=template, max_detail_lines=max_detail_lines, max_bytes=max_bytes)
     if text is not None:
         if output:
             Path(output).write_text(text, encoding="utf-8")

@@ -11,10 +11,10 @@ from tritriage.compile.scan import rerun
 def rerun_command(*, kernel: str | None = None, file: str | None = None, failed: bool = False,
                   cls: str | None = None, run_id: int | None = None, python: str | None = None,
                   jobs: int | None = None, timeout: float | None = None, memory_mb: int | None = None,
-                  quiet: bool = False) -> int:
+                  quiet: bool = False, bishengir: str | None = None) -> int:
     try:
         rerun(kernel=kernel, file=file, failed=failed, cls=cls, run_id=run_id, python=python, jobs=jobs,
-              timeout=timeout, memory_mb=memory_mb, progress_factory=factory(quiet), out=print)
+              timeout=timeout, memory_mb=memory_mb, progress_factory=factory(quiet), out=print, bishengir=bishengir)
     except KeyboardInterrupt:
         print("interrupted: the results recompiled so far are stored", file=sys.stderr)
         return 130

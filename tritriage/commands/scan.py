@@ -13,7 +13,8 @@ from tritriage.model import OUTCOMES, STAGES
 def scan_command(path: str, *, python: str | None = None, jobs: int | None = None, arch: str = "Ascend910B",
                  timeout: float = 120.0, memory_mb: int | None = 8192, no_cache: bool = False,
                  kernels: Sequence[str] | None = None, quiet: bool = False, resume: bool | None = None,
-                 catalog_dirs: Sequence[str] = (), adapter: str | None = None, reference: bool = False) -> int:
+                 catalog_dirs: Sequence[str] = (), adapter: str | None = None, reference: bool = False,
+                 bishengir: str | None = None) -> int:
     """0 when the scan completed (failures are results, not errors)."""
     from rich.console import Console
 
@@ -22,7 +23,7 @@ def scan_command(path: str, *, python: str | None = None, jobs: int | None = Non
     console = Console(stderr=True)
     check_root(path)  # a bad path is said before seconds of probing the compiler
     python = resolve_python(python)
-    env = check_environment(python, arch=arch, adapter=adapter)
+    env = check_environment(python, arch=arch, adapter=adapter, bishengir=bishengir)
     if not quiet:
         console.print(f"[bold]environment:[/] {env.summary()}", highlight=False)
     say = (lambda line: None) if quiet else (lambda line: console.print(line, highlight=False))
@@ -30,7 +31,7 @@ def scan_command(path: str, *, python: str | None = None, jobs: int | None = Non
         summary = run_scan(path, python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb,
                            use_cache=not no_cache, kernels_filter=kernels, progress_factory=factory(quiet, console),
                            resume=resume, catalog_dirs=catalog_dirs, adapter=adapter, say=say, env=env,
-                           reference=reference)
+                           reference=reference, bishengir=bishengir)
     except KeyboardInterrupt:
         console.print("\ninterrupted: every finished compile is stored; run the same scan again to resume")
         return 130

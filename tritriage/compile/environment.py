@@ -17,11 +17,15 @@ from pathlib import Path
 
 from tritriage.compile.pool import PACKAGE_PARENT
 from tritriage.errors import UserError
-from tritriage.model import STAGES
+from tritriage.model import DEFAULT_ARCH, STAGES
 
 # Besides the SoC names triton-ascend lists, the family name the issue asks
 # for as a default: the 910B stages only look at the prefix.
 FAMILY_ARCHS = ("Ascend910B",)
+# (triton-ascend, bishengir-compile) versions released together.  Others work
+# for the most part (3.2.0 with ascendnpu-ir 1.2.0 does on vLLM's kernels), but
+# a failure that comes from the pairing is then the environment's.
+KNOWN_PAIRS = {("3.2.0", "1.1.0")}
 PROBE_TIMEOUT = 60.0
 TORCH_NPU_TIMEOUT = 60.0
 
@@ -43,6 +47,9 @@ class EnvReport:
     cann_version: str | None = None
     cann_available: bool = False
     cann_reason: str = ""
+    # How the binary stage runs here (``stages.binary_plan``): mode cann,
+    # bishengir (PyPI's bishengir-compile, hivmc stood in for) or None.
+    binary: dict = field(default_factory=dict)
     archs: tuple[str, ...] = ()
     arch: str | None = None
     torch_npu: str | None = None  # version, or None when not importable
@@ -58,13 +65,38 @@ class EnvReport:
 
     @property
     def stages(self) -> tuple[str, ...]:
-        """The stages a scan runs here."""
-        return STAGES if self.cann_available else tuple(s for s in STAGES if s != "binary")
+        """The stages a scan runs here (never launch: a scan compiles only)."""
+        mode = self.binary.get("mode")
+        upto = "hivmc" if mode == "cann" else "binary" if mode else "linalg"
+        return STAGES[:STAGES.index(upto) + 1]
+
+    @property
+    def binary_label(self) -> str:
+        """Which compiler runs the binary stage, in a few words."""
+        b = self.binary
+        if not b.get("mode"):
+            return f"not run: {b.get('reason') or self.cann_reason}"
+        return f"bishengir-compile {b.get('version') or '?'} ({b.get('source') or b.get('bishengir')})"
+
+    @property
+    def compilers(self) -> dict:
+        """Which compiler ran each stage, for the run record and the report."""
+        ta = f"triton-ascend {self.triton_ascend_version or self.triton_version}"
+        binary = self.binary_label
+        if self.binary.get("mode") == "cann":
+            hivmc = f"CANN {self.cann_version or ''}".strip() + " (inside bishengir-compile)"
+        else:
+            hivmc = "not run: needs CANN" + ("; a stand-in answered bishengir-compile" if self.binary.get("mode")
+                                             else "")
+        return {"frontend": ta, "ttir": ta, "linalg": f"triton-adapter-opt ({ta})", "binary": binary,
+                "hivmc": hivmc, "launch": "not run: a scan compiles only"}
 
     @property
     def compiler_version(self) -> str:
         """Part of the result cache key."""
-        return f"triton-ascend {self.triton_ascend_version or self.triton_version}; cann {self.cann_version or ('present' if self.cann_available else 'absent')}"
+        return (f"triton-ascend {self.triton_ascend_version or self.triton_version}; "
+                f"cann {self.cann_version or ('present' if self.cann_available else 'absent')}; "
+                f"binary {self.binary.get('mode')} {self.binary.get('version')} {self.binary.get('source')}")
 
     @property
     def cann_label(self) -> str | None:
@@ -77,7 +109,12 @@ class EnvReport:
         """One line for the top of a scan."""
         if not self.triton_ascend_version and not self.triton_version:
             return f"{self.python}: no triton-ascend"
-        cann = f"CANN {self.cann_version or 'present'}" if self.cann_available else "no CANN (binary stage not run)"
+        if self.cann_available:
+            cann = f"CANN {self.cann_version or 'present'}"
+        elif self.binary.get("mode"):
+            cann = f"no CANN: binary stage on {self.binary_label}, hivmc not run"
+        else:
+            cann = f"no CANN, binary stage not run ({self.binary.get('reason') or self.cann_reason})"
         return (f"triton-ascend {self.triton_ascend_version or self.triton_version} ({self.python}), "
                 f"target {self.arch}, {cann}; stages: {', '.join(self.stages)}")
 
@@ -89,16 +126,18 @@ class EnvReport:
         return d
 
 
-def worker_env(python: str) -> dict:
+def worker_env(python: str, bishengir: str | None = None) -> dict:
     env = dict(os.environ)
+    if bishengir:
+        env["TRITRIAGE_BISHENGIR"] = bishengir
     env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
-def _probe(python: str) -> dict:
+def _probe(python: str, bishengir: str | None = None) -> dict:
     try:
         proc = subprocess.run([python, "-m", "tritriage.sandbox.worker", "--probe"], capture_output=True,
-                              text=True, env=worker_env(python), timeout=PROBE_TIMEOUT)
+                              text=True, env=worker_env(python, bishengir), timeout=PROBE_TIMEOUT)
     except FileNotFoundError:
         raise UserError(f"--python {python}: no such interpreter") from None
     except PermissionError:
@@ -147,15 +186,15 @@ def _torch_npu(python: str) -> tuple[str | None, bool | None, str | None]:
     return data["version"], data["npu"], None
 
 
-def check_environment(python: str | None = None, *, arch: str = "Ascend910B", adapter: str | None = None,
-                      check_torch_npu: bool = False) -> EnvReport:
+def check_environment(python: str | None = None, *, arch: str = DEFAULT_ARCH, adapter: str | None = None,
+                      check_torch_npu: bool = False, bishengir: str | None = None) -> EnvReport:
     """Probe ``python`` (default: this interpreter) for what a scan needs.
 
     ``adapter`` replaces triton-adapter-opt (stand-ins in tests).  The
     torch_npu check imports torch (over a second), so only ``doctor`` asks.
     """
     python = python or sys.executable
-    info = _probe(python)
+    info = _probe(python, bishengir)
     problems, warnings = [], []
     if not info.get("triton"):
         problems.append(f"triton-ascend is not importable in {python}: {info.get('triton_error')}"
@@ -178,8 +217,18 @@ def check_environment(python: str | None = None, *, arch: str = "Ascend910B", ad
         known = ", ".join(FAMILY_ARCHS + archs) if archs else ", ".join(FAMILY_ARCHS)
         problems.append(f"unknown SoC target {arch!r}; triton-ascend knows: {known}")
     cann = info.get("cann") or {}
-    if not cann.get("available"):
-        warnings.append(f"binary stage will not run: {cann.get('reason')}")
+    binary = info.get("binary") or {"mode": None, "reason": cann.get("reason")}
+    if bishengir and bishengir != "none" and not binary.get("mode"):
+        problems.append(binary.get("reason") or f"--bishengir {bishengir}: unusable")
+    elif not binary.get("mode"):
+        warnings.append(f"binary stage will not run: {binary.get('reason')}")
+    elif binary.get("mode") == "bishengir":
+        warnings.append("hivmc and launch will not run: no CANN (the binary stage runs on "
+                        f"bishengir-compile {binary.get('version') or '?'} from {binary.get('source')})")
+        pair = (info.get("triton_ascend_version"), binary.get("version"))
+        if pair not in KNOWN_PAIRS:
+            warnings.append(f"triton-ascend {pair[0]} and bishengir-compile {pair[1]} are not a released pair: "
+                            "a binary-stage failure that comes from the pairing is an environment verdict")
     torch_npu = npu = torch_err = None
     if check_torch_npu:
         torch_npu, npu, torch_err = _torch_npu(python)
@@ -199,6 +248,7 @@ def check_environment(python: str | None = None, *, arch: str = "Ascend910B", ad
         cann_version=cann.get("version"),
         cann_available=bool(cann.get("available")),
         cann_reason=cann.get("reason") or "",
+        binary=binary,
         archs=archs,
         arch=arch,
         torch_npu=torch_npu,
@@ -240,13 +290,20 @@ def doctor_lines(report: EnvReport) -> list[tuple[str, str, str]]:
                                    f"bishengir-compile at {report.bishengir}"))
     else:
         rows.append(("warn", "CANN", report.cann_reason))
+    b = report.binary
+    rows.append(("ok" if b.get("mode") else "warn", "binary stage",
+                 f"{report.binary_label}" + (f" at {b.get('bishengir')}" if b.get("mode") else "")))
+    if b.get("mode") == "bishengir":
+        rows.append(("warn", "hivmc", "not run: CANN's ISA code generator is not installed; a stand-in answers "
+                                      "bishengir-compile's call and makes no object file"))
     if report.torch_npu:
         rows.append(("ok" if report.npu_available else "warn", "torch_npu",
                      f"{report.torch_npu}, NPU {'visible' if report.npu_available else 'not visible'}"))
     elif report.torch_npu_error is not None:
         rows.append(("warn", "torch_npu", f"not usable: {report.torch_npu_error}"))
+    missing = [s for s in STAGES if s not in report.stages]
     rows.append(("ok" if report.ok else "fail", "stages a scan runs",
-                 ", ".join(report.stages) + ("" if report.cann_available else " (binary: not run, no CANN)")))
+                 ", ".join(report.stages) + (f" (not run: {', '.join(missing)})" if missing else "")))
     return rows
 
 

@@ -46,8 +46,9 @@ class Settings:
     arch: str = "Ascend910B"
     timeout: float = 120.0
     memory_mb: int | None = 8192
-    run_binary: bool = False
-    binary_reason: str = ""
+    # How the binary stage runs: ``stages.binary_plan()`` of the compile
+    # interpreter (mode cann / bishengir / None, the bishengir-compile used).
+    binary: Mapping = field(default_factory=dict)
     adapter: str | None = None  # stand-in for triton-adapter-opt (tests)
     retry_crashes: bool = True
     # triton.compile in one piece, stages told apart afterwards: what the worker
@@ -57,7 +58,8 @@ class Settings:
 
     def cache_fields(self) -> dict:
         """The settings that can change a verdict."""
-        return {"arch": self.arch, "run_binary": self.run_binary, "adapter": self.adapter,
+        return {"arch": self.arch, "binary": {k: self.binary.get(k) for k in ("mode", "version", "source")},
+                "adapter": self.adapter,
                 "memory_mb": self.memory_mb, "timeout": self.timeout}
 
 
@@ -81,8 +83,7 @@ class Job:
             "arch": settings.arch,
             "timeout": settings.timeout,
             "memory_mb": settings.memory_mb,
-            "run_binary": settings.run_binary,
-            "binary_reason": settings.binary_reason,
+            "binary": dict(settings.binary),
             "adapter": settings.adapter,
             "retry_crashes": settings.retry_crashes,
             "blackbox": settings.blackbox,

@@ -166,7 +166,7 @@ def _prepare(root: str | Path, specs_fn: SpecsFn | None, catalog_dirs: Sequence[
 def _settings(env: EnvReport, *, python: str, arch: str, timeout: float, memory_mb: int | None,
               adapter: str | None) -> Settings:
     return Settings(python=python, arch=arch, timeout=float(timeout), memory_mb=memory_mb,
-                    run_binary=env.cann_available, binary_reason=env.cann_reason, adapter=adapter)
+                    binary=dict(env.binary), adapter=adapter)
 
 
 def resolve_python(python: str | None) -> str:
@@ -207,6 +207,7 @@ def run_scan(
     on_result: Callable[[CompileResult], None] | None = None,
     env: EnvReport | None = None,
     reference: bool = False,
+    bishengir: str | None = None,
 ) -> ScanSummary:
     """Compile every entry kernel of ``root`` with each of its specs; see the module docstring.
 
@@ -221,7 +222,7 @@ def run_scan(
     t0 = time.time()
     python = resolve_python(python)
     if env is None:
-        env = check_environment(python, arch=arch, adapter=adapter)
+        env = check_environment(python, arch=arch, adapter=adapter, bishengir=bishengir)
     require(env)
     say = say or (lambda line: None)
 
@@ -411,6 +412,9 @@ def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, r
         settings={"arch": settings.arch, "timeout": settings.timeout, "memory_mb": settings.memory_mb,
                   "python": settings.python, "adapter": settings.adapter,
                   "catalog_dirs": [str(Path(d).resolve()) for d in catalog_dirs],
+                  "bishengir": settings.binary.get("bishengir") if settings.binary.get("source") == "--bishengir"
+                  else None,
+                  "compilers": env.compilers,
                   "pid": os.getpid(), "host": socket.gethostname(),
                   "fingerprint": _fingerprint(settings, env)},
     )
@@ -511,6 +515,7 @@ def rerun(
     store: Store | None = None,
     specs_fn: SpecsFn | None = None,
     adapter: str | None = None,
+    bishengir: str | None = None,
     out: Callable[[str], None] | None = None,
 ) -> RerunSummary:
     """Recompile the chosen results of a run (default: the latest) and update it in place."""
@@ -535,7 +540,8 @@ def rerun(
         arch = settings_in.get("arch") or run.arch or "Ascend910B"
         # "" asks for the real adapter where the scan used a stand-in.
         adapter = (adapter if adapter is not None else settings_in.get("adapter")) or None
-        env = check_environment(python, arch=arch, adapter=adapter)
+        bishengir = bishengir or settings_in.get("bishengir")
+        env = check_environment(python, arch=arch, adapter=adapter, bishengir=bishengir)
         require(env)
         settings = _settings(env, python=python, arch=arch,
                              timeout=timeout or settings_in.get("timeout") or 120.0,

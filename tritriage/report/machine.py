@@ -5,7 +5,8 @@ JSON (``schema_version`` 1; keys always present, in this order)::
     {
       "schema_version": 1,
       "run": {"id", "checkout", "commit", "vllm_version", "triton_ascend", "cann" (null when absent),
-              "arch", "python", "stages_available": [stage...], "status", "started", "finished"
+              "arch", "python", "stages_available": [stage...], "compilers": {stage: compiler or why not run},
+              "status", "started", "finished"
               (ISO 8601 UTC or null)},
       "totals": {"kernels", "entries", "helpers", "files", "passed", "failed", "no_spec", "not_run",
                  "flaky", "pairs", "failed_by": {stage or loader|timeout|crash|oom: kernels},
@@ -102,7 +103,8 @@ def to_json_data(view: ReportView) -> dict:
         "schema_version": SCHEMA_VERSION,
         "run": {"id": run.id, "checkout": run.checkout, "commit": run.commit, "vllm_version": view.vllm_version or None,
                 "triton_ascend": run.triton_ascend, "cann": run.cann, "arch": run.arch, "python": run.python,
-                "stages_available": list(run.stages_available), "status": run.status,
+                "stages_available": list(run.stages_available),
+                "compilers": dict((run.settings or {}).get("compilers") or {}), "status": run.status,
                 "started": _iso(run.started), "finished": _iso(run.finished)},
         "totals": {"kernels": t.kernels, "entries": t.entries, "helpers": t.helpers, "files": t.files,
                    "passed": t.passed, "failed": t.failed, "no_spec": t.no_spec, "not_run": t.not_run,
@@ -180,9 +182,14 @@ def render_junit(view: ReportView) -> str:
                     ET.SubElement(case, "skipped", message=_x(f"no-spec: spec-error (the tool's problem, not "
                                                               f"Ascend's): {s.spec_error}"))
                     n["skipped"] += 1
-                elif s.flaky:
-                    out = ET.SubElement(case, "system-out")
-                    out.text = "flaky: crashed once, passed on retry"
+                else:
+                    notes = [f"{st.stage} not run: {st.reason}" for st in s.stages
+                             if st.status == "not-run" and st.stage not in ("frontend", "ttir", "linalg")]
+                    if s.flaky:
+                        notes.insert(0, "flaky: crashed once, passed on retry")
+                    if notes:
+                        out = ET.SubElement(case, "system-out")
+                        out.text = _x(f"{s.outcome}: " + "; ".join(notes))
         for key, val in n.items():
             suite.set(key, f"{val:.3f}" if key == "time" else str(val))
             totals[key] += val
@@ -258,7 +265,8 @@ def render_sarif(view: ReportView) -> str:
         "automationDetails": {"id": f"tritriage/{run.arch or 'ascend'}/"},
         "results": results,
         "properties": {"run": run.id, "commit": run.commit, "triton_ascend": run.triton_ascend, "cann": run.cann,
-                       "stages_available": list(run.stages_available)},
+                       "stages_available": list(run.stages_available),
+                       "compilers": dict((run.settings or {}).get("compilers") or {})},
     }
     if root_uri:
         sarif_run["originalUriBaseIds"] = {"SRCROOT": {"uri": root_uri}}

@@ -107,21 +107,41 @@ def _when(ts: float | None) -> str:
 def header(view: ReportView) -> list[tuple[str, str]]:
     run = view.run
     checkout = code(run.checkout) + (f" (vLLM {view.vllm_version})" if view.vllm_version else "")
+    compilers = (run.settings or {}).get("compilers") or {}
     if run.cann in (None, "", "absent"):
-        cann = "absent: binary stage not run"
+        cann = "absent: " + ("hivmc and launch not run" if "binary" in run.stages_available
+                             else "binary stage not run")
     else:
         cann = run.cann
     stages = ", ".join(run.stages_available) or "none recorded"
-    return [
+    rows = [
         ("checkout", checkout),
         ("commit", code(run.commit) if run.commit else "not a git checkout"),
         ("triton-ascend", run.triton_ascend or "unknown"),
         ("CANN", cann),
+    ]
+    if compilers.get("binary"):
+        rows.append(("binary stage", compilers["binary"]))
+    if compilers.get("hivmc"):
+        rows.append(("hivmc", compilers["hivmc"]))
+    return rows + [
         ("arch", run.arch or "unknown"),
         ("stages run", stages),
         ("scan", f"run #{run.id}, {_when(run.started)}, {run.status}"),
         ("report", _when(view.generated)),
     ]
+
+
+def stages_run(run) -> str:
+    """Which stages a checked box vouches for, and which it does not."""
+    from tritriage.model import STAGES
+
+    ran = [s for s in STAGES if s in run.stages_available]
+    missing = [s for s in STAGES if s not in run.stages_available]
+    text = ", ".join(ran) or "none"
+    if missing:
+        text += f" ({', '.join(missing)} not run on the scanning machine)"
+    return text
 
 
 def _kernel_note(view: ReportView, kv) -> str:
@@ -225,7 +245,7 @@ def context(view: ReportView, max_detail_lines: int = MAX_DETAIL_LINES) -> dict:
                "kernels": [view.by_id()[k].kernel.qualname for k in c.kernels], "fingerprint": c.fingerprint}
               for i, c in enumerate(view.root_causes)]
     return {"view": view, "run": view.run, "totals": view.totals, "header": header(view), "root_causes": causes,
-            "files": files, "notes": list(view.notes), "cut": ""}
+            "files": files, "notes": list(view.notes), "cut": "", "checked_means": stages_run(view.run)}
 
 
 def render_markdown(view: ReportView, *, template: str | Path | None = None,

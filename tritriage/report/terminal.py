@@ -25,10 +25,13 @@ def print_report(view: ReportView, console) -> None:
     from rich.table import Table
 
     run = view.run
-    cann = run.cann or "absent (binary stage not run)"
+    cann = run.cann or ("absent (hivmc and launch not run)" if "binary" in run.stages_available
+                        else "absent (binary stage not run)")
+    binary = ((run.settings or {}).get("compilers") or {}).get("binary")
     console.print(f"[bold]run #{run.id}[/] {escape(run.checkout)} @ {escape(run.commit or 'no commit')} "
                   f"({run.status}); triton-ascend {escape(run.triton_ascend or '?')}, CANN {escape(cann)}, "
-                  f"{escape(run.arch or '?')}; stages run: {', '.join(run.stages_available) or '-'}",
+                  + (f"binary stage: {escape(binary)}, " if binary else "")
+                  + f"{escape(run.arch or '?')}; stages run: {', '.join(run.stages_available) or '-'}",
                   highlight=False)
     # One table per source file, as the checklist has it: a file column
     # would eat half of an 80-column terminal.

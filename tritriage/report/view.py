@@ -8,7 +8,7 @@ Kernel status (one of ``STATUSES``):
 
 ``passed``
     every spec tried reached the end of what this machine can run (outcome
-    ``passed``, or ``passed-to-linalg`` where CANN is absent).  A flaky result
+    ``passed``, or ``passed-to-binary`` / ``passed-to-linalg`` where CANN is absent).  A flaky result
     (a crash that did not reproduce on retry) counts by its retry's outcome
     and is marked ``flaky``.
 ``failed``
@@ -392,6 +392,11 @@ def _error(k: Kernel, r: StoredResult, run: Run, files_known: set[str], clean_te
                      file=file, line=line, text=text, excerpt=d.excerpt)
 
 
+# Why a stage the scanning machine could not run is not run.
+_UNAVAILABLE = {"binary": "no bishengir-compile on the scanning machine (no CANN, no ascendnpu-ir)",
+                "hivmc": "CANN absent on the scanning machine", "launch": "a scan compiles only"}
+
+
 def _full_stages(stages: Iterable[StageResult], fallback: str, run: Run) -> tuple[StageResult, ...]:
     have = {s.stage: s for s in stages}
     out = []
@@ -399,8 +404,8 @@ def _full_stages(stages: Iterable[StageResult], fallback: str, run: Run) -> tupl
         if st in have:
             out.append(have[st])
         elif run.stages_available and st not in run.stages_available:
-            out.append(StageResult(st, NOT_RUN, f"not available on the scanning machine ({fallback})"
-                                   if st != "binary" else "CANN absent on the scanning machine"))
+            out.append(StageResult(st, NOT_RUN, _UNAVAILABLE.get(st, f"not available on the scanning machine "
+                                                                        f"({fallback})")))
         else:
             out.append(StageResult(st, NOT_RUN, fallback))
     return tuple(out)

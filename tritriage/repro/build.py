@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tritriage.sandbox import stages
-from tritriage.sandbox.stages import PASSES, TOOL_OF_STAGE
+from tritriage.sandbox.stages import HIVMC_STANDIN_BANNER, PASSES, TOOL_OF_STAGE
 from tritriage.errors import UserError
 from tritriage.model import Kernel
 from tritriage.repro.runtime import RESULT_TAG, TOOL_ENV
@@ -171,7 +171,9 @@ def _common(run: Run, stored: StoredResult, kernel: Kernel, script_name: str) ->
         "kernel_line": kernel.line,
         "qualname": kernel.qualname,
         "triton_ascend": run.triton_ascend or "unknown",
-        "cann": run.cann or "absent (the binary stage did not run)",
+        "cann": run.cann or (f"absent: the binary stage ran on {(run.settings or {}).get('compilers', {}).get('binary')}"
+                             f", hivmc did not run" if "binary" in run.stages_available
+                             else "absent (the binary stage did not run)"),
         "arch": run.arch or "Ascend910B",
         "verdict": _verdict(stored),
         "diagnosis": type("D", (), {"cls": _doc(d.cls), "subclass": _doc(d.subclass),
@@ -284,6 +286,7 @@ def ir_script(run: Run, stored: StoredResult, kernel: Kernel, script_name: str =
         tool_env=TOOL_ENV.get(tool, "TOOL"), tool_path=tool_path, tool_path_quoted=_dq(tool_path),
         original_command=shlex.join(argv), input_name=os.path.basename(stage.artifact),
         delimiter=delimiter, ir_text=ir_text, args=" ".join(args),
+        standin_hivmc=stage_name == "binary" and not run.cann, standin_banner=HIVMC_STANDIN_BANNER,
         shown_args=_dq("$input " + shlex.join(shown)).strip('"'),
     )
     return _env().get_template("repro_ir.sh.j2").render(**ctx)

@@ -18,7 +18,7 @@ import time
 if "compile_kernel" not in globals():
     # Imported as tritriage's own module (for RESULT_TAG), not run as a
     # script that has stages.py pasted above.
-    from tritriage.sandbox.stages import (FAILED, PASSES, TOOL_OF_STAGE, Reporter, cann_status, clean_text,
+    from tritriage.sandbox.stages import (FAILED, PASSES, TOOL_OF_STAGE, Reporter, binary_plan, clean_text,
                                           compile_kernel, compile_options, failure_text, load, result,
                                           stage_result, tl_value)
 
@@ -107,7 +107,7 @@ class Narrator(Reporter):
         return Captured(self.workdir)
 
 
-def compile_here(fn, config, run_binary, binary_reason, workdir):
+def compile_here(fn, config, binary, workdir):
     """Compile as the scan did, saying each stage; (result dict, the stage that failed or None)."""
     rep = Narrator(workdir, config.get("adapter"))
     timeout = config.get("timeout")
@@ -119,8 +119,7 @@ def compile_here(fn, config, run_binary, binary_reason, workdir):
         signal.signal(signal.SIGALRM, on_alarm)
         signal.alarm(int(max(1, timeout)))
     try:
-        res = compile_kernel(fn, config["spec"], rep, arch=config.get("arch"), run_binary=run_binary,
-                             binary_reason=binary_reason)
+        res = compile_kernel(fn, config["spec"], rep, arch=config.get("arch"), binary=binary)
     except StageTimeout:
         where = rep.stage or "compile"
         done = rep.stages + ([stage_result(rep.stage, FAILED, "timed out")] if rep.stage else [])
@@ -320,9 +319,15 @@ def main(config, argv=None):
     os.environ["TRITON_CACHE_DIR"] = os.path.join(workdir, "triton-cache")
     os.environ["TRITON_DUMP_DIR"] = os.path.join(workdir, "dump")
     os.environ["TRITON_OVERRIDE_DIR"] = os.path.join(workdir, "override")
-    cann = cann_status()
-    run_binary, binary_reason = cann["available"], cann["reason"]
-    say("  here        %s; %s" % (triton_version(), "CANN present" if run_binary else binary_reason))
+    binary = binary_plan(os.environ.get(TOOL_ENV["bishengir-compile"]))
+    if binary["mode"] == "cann":
+        here = "CANN present"
+    elif binary["mode"]:
+        here = "binary stage on bishengir-compile %s from %s; hivmc not run (no CANN)" % (
+            binary["version"] or "?", binary["source"])
+    else:
+        here = binary["reason"]
+    say("  here        %s; %s" % (triton_version(), here))
 
     data = config.get("launch")
     device, why = (None, "asked to compile only") if compile_only else npu_device()
@@ -341,7 +346,7 @@ def main(config, argv=None):
         ok, text = launch_kernel(fn, spec, data, device)
         outcome, stage, stages = ("passed" if ok else "failed"), None, []
     else:
-        res, stage = compile_here(fn, config, run_binary, binary_reason, workdir)
+        res, stage = compile_here(fn, config, binary, workdir)
         outcome, text, stages = res["outcome"], res["error"], res["stages"]
         failed = [s for s in stages if s["stage"] == stage]
         if stage in TOOL_OF_STAGE and failed and failed[0]["command"]:

@@ -74,6 +74,8 @@ class CompileResult(Record):
 
     ``outcome`` is one of:
       passed            every stage passed (only possible where CANN is present)
+      passed-to-binary  every stage that could run here passed: the binary stage
+                        on bishengir-compile without CANN; hivmc not run
       passed-to-linalg  every stage that could run here passed; binary not run
       failed            a compiler stage failed (see ``stages``)
       spec-error        the spec does not fit the kernel (the tool's problem)

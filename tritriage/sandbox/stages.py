@@ -26,7 +26,12 @@ import traceback
 # Compiler stages in pipeline order.  This file is the one home of these
 # names (``tritriage.model`` re-exports them): it is embedded verbatim in
 # reproducers, so it cannot import them from anywhere else.
-STAGES = ("frontend", "ttir", "linalg", "binary")
+# frontend, ttir and linalg run wherever triton-ascend installs; binary is
+# bishengir-compile's pipeline (CANN's, or the PyPI build from ascendnpu-ir);
+# hivmc, bishengir's last step, needs CANN; launch needs an NPU.
+STAGES = ("frontend", "ttir", "linalg", "binary", "hivmc", "launch")
+# The stages a compile can pass through (a scan never launches).
+COMPILE_STAGES = STAGES[:-1]
 # triton-ascend's banners for the two external tools' stages.
 STAGE_BANNERS = {"linalg": "ConvertTritonIRToLinalgIR", "binary": "ConvertLinalgRToBinary"}
 # Stage status values.
@@ -34,12 +39,23 @@ PASSED, FAILED, NOT_RUN = "passed", "failed", "not-run"
 # How far one (kernel, spec) got; see ``CompileResult``.  PASSES: every stage
 # that could run here passed.  FAIL_OUTCOMES: the kernel's or the compiler's
 # failure (not the tool's: spec-error is the tool's).
-PASSES = ("passed", "passed-to-linalg")
+PASSES = ("passed", "passed-to-binary", "passed-to-linalg")
 FAIL_OUTCOMES = ("failed", "loader-error", "timeout", "crash", "oom")
 # Every end state, in the order summaries list them.
 OUTCOMES = PASSES + ("failed", "loader-error", "spec-error", "timeout", "crash", "oom")
 DEFAULT_ARCH = "Ascend910B"
 CANN_MISSING = "CANN not found (ASCEND_HOME_PATH is not set)"
+# bishengir-compile wants an SoC where triton-ascend takes a family name: the
+# family's reference part (every 910B part has the same AI core and 192 KB of
+# unified buffer, which is what decides a binary-stage verdict).
+SOC_OF_FAMILY = {"Ascend910B": "Ascend910B3", "Ascend910_93": "Ascend910_9382"}
+HIVMC_NOT_RUN = ("CANN's hivmc is not installed: ISA code generation not run (a stand-in hivmc answered "
+                 "bishengir-compile's call; no object file was made)")
+LAUNCH_NOT_RUN = "a scan compiles only: launching needs an NPU and torch_npu (`tritriage test` runs kernels there)"
+# Said under a failed binary stage run without CANN: which releases met.
+PAIRING_LINE = "[tritriage] binary stage: bishengir-compile %s from %s, given triton-ascend %s's linalg output"
+# What the stand-in hivmc prints, so that no log can pass it off as CANN's.
+HIVMC_STANDIN_BANNER = "[tritriage] stand-in hivmc, not CANN's: no ISA code generated, no object file written"
 
 # triton-ascend's stage names (the keys of backend.add_stages) -> tritriage's.
 STAGE_OF_EXT = {"ttir": "ttir", "ttadapter": "linalg", "npubin": "binary"}
@@ -200,6 +216,125 @@ def cann_version(home):
         except OSError:
             continue
     return None
+
+
+def bishengir_version(path):
+    """``bishengir-compile 1.2.0`` from its ``--version``, or None."""
+    import subprocess
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in (out.stdout + out.stderr).splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0].startswith("bishengir-compile"):
+            return words[1]
+    return None
+
+
+def _pypi_bishengir():
+    """bishengir-compile from the ``ascendnpu-ir`` wheel, found without importing it."""
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec("ascendnpuir")
+    except (ImportError, ValueError):
+        return None, None
+    if spec is None or not spec.submodule_search_locations:
+        return None, None
+    for root in spec.submodule_search_locations:
+        cand = os.path.join(root, "bin", "bishengir-compile")
+        if os.access(cand, os.X_OK):
+            version = None
+            try:
+                from importlib import metadata
+                version = metadata.version("ascendnpu-ir")
+            except Exception:  # noqa: BLE001
+                pass
+            return cand, version
+    return None, None
+
+
+def binary_plan(explicit=None, env=None):
+    """How the binary stage runs here, as a dict:
+
+    ``mode``: "cann" (CANN's toolchain runs binary and hivmc), "bishengir"
+    (bishengir-compile without CANN: its pipeline runs, a stand-in answers its
+    final hivmc call) or None (not run, ``reason`` says why); ``bishengir``:
+    its path; ``version``; ``source``: where it came from.
+    ``explicit``: a bishengir-compile the user named (``--bishengir``), or
+    "none" to leave the binary stage out.
+    """
+    env = os.environ if env is None else env
+    explicit = explicit or env.get("TRITRIAGE_BISHENGIR") or None
+    if explicit == "none":
+        return {"mode": None, "bishengir": None, "version": None, "source": None,
+                "reason": "the binary stage was turned off (--bishengir none)"}
+    cann = cann_status(env)
+    if explicit:
+        path = os.path.abspath(os.path.expanduser(explicit))
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            return {"mode": None, "bishengir": path, "version": None, "source": "--bishengir",
+                    "reason": "--bishengir %s: not an executable file" % explicit}
+        mode = "cann" if cann["available"] else "bishengir"
+        return {"mode": mode, "bishengir": path, "version": bishengir_version(path), "source": "--bishengir",
+                "reason": ""}
+    if cann["available"]:
+        return {"mode": "cann", "bishengir": cann["bishengir"], "version": bishengir_version(cann["bishengir"]),
+                "source": "CANN %s" % (cann.get("version") or ""), "reason": ""}
+    path, wheel = _pypi_bishengir()
+    if path:
+        return {"mode": "bishengir", "bishengir": path, "version": bishengir_version(path),
+                "source": "ascendnpu-ir %s (PyPI)" % (wheel or "?"), "reason": ""}
+    return {"mode": None, "bishengir": None, "version": None, "source": None,
+            "reason": CANN_MISSING + " and no bishengir-compile (pip install ascendnpu-ir)"}
+
+
+def hivmc_standin(workdir):
+    """A directory holding a stand-in ``hivmc``, and the file it touches when called.
+
+    bishengir-compile's last step runs ``hivmc`` (CANN's ISA code generator)
+    from PATH; without CANN this stand-in answers instead, says so, and makes
+    nothing, so that the pipeline before it runs to the end and nothing can
+    mistake its output for an object file."""
+    bindir = os.path.join(workdir, "standin-bin")
+    os.makedirs(bindir, exist_ok=True)
+    mark = os.path.join(workdir, "hivmc-standin-called")
+    path = os.path.join(bindir, "hivmc")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n"
+                "# %s\n"
+                'if [ "$1" = "--version" ]; then echo "hivmc (tritriage stand-in: not CANN)"; exit 0; fi\n'
+                'echo "%s" >&2\n'
+                'echo "$@" > "%s"\n'
+                "exit 0\n" % (HIVMC_STANDIN_BANNER, HIVMC_STANDIN_BANNER, mark))
+    os.chmod(path, 0o755)
+    return bindir, mark
+
+
+def use_local_bishengir(backend, plan, arch, workdir):
+    """Make triton-ascend's own binary stage run on ``plan``'s bishengir-compile.
+
+    triton-ascend builds the command itself (the options its A2/A3 path
+    passes), so the verdict is that of its real call.  It needs two things
+    CANN gives it: bishengir-compile on PATH (under that very name) and
+    ``NPUUtils().get_arch()``, a native helper built against CANN: patched
+    through the backend's own module globals, in a compile process that is
+    thrown away afterwards.  Returns the stand-in hivmc's marker file."""
+    bindir, mark = hivmc_standin(workdir)
+    link_dir = os.path.join(workdir, "bishengir-bin")
+    os.makedirs(link_dir, exist_ok=True)
+    link = os.path.join(link_dir, "bishengir-compile")
+    if not os.path.exists(link):
+        os.symlink(plan["bishengir"], link)
+    os.environ["PATH"] = os.pathsep.join([link_dir, bindir, os.environ.get("PATH", "")])
+    soc = SOC_OF_FAMILY.get(arch, arch)
+
+    class _Arch:
+        def get_arch(self):
+            return soc
+
+    type(backend).add_stages.__globals__["NPUUtils"] = _Arch
+    return mark
 
 
 # --------------------------------------------------------------------------
@@ -393,6 +528,11 @@ def install_tool_hook(rep):
         override = os.environ.get(rep.tool_env[tool]) if tool in rep.tool_env else None
         if override or (rep.adapter and tool == "triton-adapter-opt"):
             argv[0] = override or rep.adapter
+        elif os.path.islink(argv[0]) and os.path.realpath(os.path.dirname(argv[0])).startswith(
+                os.path.realpath(rep.workdir)):
+            # The link use_local_bishengir made lives in this compile's work
+            # directory: record (and run) the compiler itself.
+            argv[0] = os.path.realpath(argv[0])
         saved = None
         if len(argv) > 1 and os.path.isfile(argv[1]):
             os.makedirs(inputs, exist_ok=True)
@@ -428,10 +568,13 @@ def install_tool_hook(rep):
 
 
 def outcome_of(stages):
-    if any(s["status"] == FAILED for s in stages):
+    status = {s["stage"]: s["status"] for s in stages}
+    if FAILED in status.values():
         return "failed"
-    if all(s["status"] == PASSED for s in stages):
+    if all(status.get(st) == PASSED for st in COMPILE_STAGES):
         return "passed"
+    if status.get("binary") == PASSED:
+        return "passed-to-binary"
     return "passed-to-linalg"
 
 
@@ -452,10 +595,13 @@ def result(stages, outcome, error="", sig=None, t_start=None):
             "compiler_seconds": sum(s["seconds"] for s in stages)}
 
 
-def compile_kernel(fn, spec, rep, arch=None, run_binary=False, binary_reason=None, blackbox=False,
-                   stop_after=None):
+def compile_kernel(fn, spec, rep, arch=None, binary=None, blackbox=False, stop_after=None):
     """Specialize ``fn`` as ``spec`` says and drive triton-ascend's stages one
-    by one (``stop_after`` a stage: only up to it); a result dict."""
+    by one (``stop_after`` a stage: only up to it); a result dict.
+
+    ``binary`` is ``binary_plan()``'s answer for the machine that compiles:
+    how the binary stage runs, if at all."""
+    binary = binary or {"mode": None, "reason": CANN_MISSING}
     t_start = time.time()
     stages = []
 
@@ -490,8 +636,8 @@ def compile_kernel(fn, spec, rep, arch=None, run_binary=False, binary_reason=Non
             raise AttributeError("no make_ir / stages (or the black box was asked for)")
     except (AttributeError, TypeError):
         # Another triton-ascend whose internals differ: compile as a black box.
-        return _compile_blackbox(src, target, compile_options(spec), rep, fn, stages, finish, run_binary,
-                                 binary_reason)
+        return _compile_blackbox(src, target, compile_options(spec), rep, fn, stages, finish, binary, backend,
+                                 arch)
 
     def run_stage(name, fn_, *args):
         rep.start(name)
@@ -534,13 +680,29 @@ def compile_kernel(fn, spec, rep, arch=None, run_binary=False, binary_reason=Non
     key, module = out
 
     metadata = {"hash": key, "target": target, **options.__dict__}
+    standin_mark = None
     for ext, stage_fn in pipeline.items():
         name = STAGE_OF_EXT.get(ext, ext)
-        if name == "binary" and not run_binary:
-            stages.append(stage_result("binary", NOT_RUN, binary_reason or CANN_MISSING))
+        if name == "binary" and not binary.get("mode"):
+            stages.append(stage_result("binary", NOT_RUN, binary.get("reason") or CANN_MISSING))
             rep.skipped(stages[-1])
             continue
+        if name == "binary" and binary["mode"] == "bishengir":
+            standin_mark = use_local_bishengir(backend, binary, arch or DEFAULT_ARCH, rep.workdir)
         module_out, err, text, sig = run_stage(name, stage_fn, module, metadata)
+        if err is not None and name == "binary" and standin_mark and _standin_only_missed_object(err, standin_mark):
+            # bishengir-compile ran its whole pipeline and handed the result to
+            # the stand-in hivmc, which makes no object file by design: the
+            # binary stage passed, ISA code generation did not run.
+            last = stages[-1]
+            stages[-1] = stage_result("binary", PASSED, "", last["seconds"], last["command"])
+            err = None
+            module_out = None
+        if err is not None and name == "binary" and binary.get("mode") == "bishengir":
+            # Which two releases met: a failure of the pairing is the environment's.
+            text += "\n" + PAIRING_LINE % (binary.get("version") or "?", binary.get("source") or "?",
+                                           _triton_ascend_version())
+            stages[-1] = dict(stages[-1], reason=text)
         if err is not None:
             if name == "ttir":
                 # make_ttir rewrote the module in place; its input is the
@@ -557,7 +719,39 @@ def compile_kernel(fn, spec, rep, arch=None, run_binary=False, binary_reason=Non
         context.disable_multithreading()
     except Exception:
         pass
+    if stop_after is None:
+        _after_binary(stages, binary, standin_mark)
     return finish(outcome_of(stages))
+
+
+def _triton_ascend_version():
+    try:
+        from importlib import metadata
+        return metadata.version("triton-ascend")
+    except Exception:  # noqa: BLE001
+        import triton
+        return getattr(triton, "__version__", "?")
+
+
+def _standin_only_missed_object(err, mark):
+    """The binary stage's only failure is the object file the stand-in hivmc never makes."""
+    return isinstance(err, FileNotFoundError) and os.path.exists(mark) and \
+        str(getattr(err, "filename", "") or "").endswith((".o", ".so"))
+
+
+def _after_binary(stages, binary, standin_mark):
+    """hivmc and launch, which a compile here reaches only in name."""
+    status = {s["stage"]: s["status"] for s in stages}
+    if status.get("binary") == PASSED:
+        if binary.get("mode") == "cann":
+            # CANN's bishengir-compile runs hivmc itself, inside the binary stage.
+            stages.append(stage_result("hivmc", PASSED, ""))
+        else:
+            stages.append(stage_result("hivmc", NOT_RUN, HIVMC_NOT_RUN))
+        stages.append(stage_result("launch", NOT_RUN, LAUNCH_NOT_RUN))
+    elif status.get("binary") == NOT_RUN:
+        stages.append(stage_result("hivmc", NOT_RUN, binary.get("reason") or CANN_MISSING))
+        stages.append(stage_result("launch", NOT_RUN, LAUNCH_NOT_RUN))
 
 
 def _save_frontend_ir(src, options, codegen_fns, module_map, backend, workdir):
@@ -576,11 +770,15 @@ def _save_frontend_ir(src, options, codegen_fns, module_map, backend, workdir):
     return saved
 
 
-def _compile_blackbox(src, target, options, rep, jit_fn, stages, finish, run_binary, binary_reason):
+def _compile_blackbox(src, target, options, rep, jit_fn, stages, finish, binary, backend, arch):
     """``triton.compile`` in one piece; the stages are told apart afterwards by
     the exception (MLIRCompilationError names its stage) and the tools called."""
     import triton
 
+    binary_reason = binary.get("reason")
+    mark = None
+    if binary.get("mode") == "bishengir":
+        mark = use_local_bishengir(backend, binary, arch or DEFAULT_ARCH, rep.workdir)
     rep.start("compile")
     t0 = time.time()
     cap = rep.capture()
@@ -604,8 +802,11 @@ def _compile_blackbox(src, target, options, rep, jit_fn, stages, finish, run_bin
             failed_at = "frontend"
     seconds = time.time() - t0
     tool = rep.tool or {}
-    cann_missing = failed_at == "binary" and not run_binary
-    for name in STAGES:
+    if failed_at == "binary" and mark and os.path.exists(mark) and "No such file or directory" in (error or "") \
+            and (".o'" in error or ".so'" in error):
+        failed_at, error, sig = None, None, None  # only the stand-in's missing object file: see compile_kernel
+    cann_missing = failed_at == "binary" and not binary.get("mode")
+    for name in STAGES[:STAGES.index("binary") + 1]:
         if failed_at is not None and name == failed_at:
             if cann_missing:
                 stages.append(stage_result(name, NOT_RUN, binary_reason or CANN_MISSING))
@@ -615,5 +816,6 @@ def _compile_blackbox(src, target, options, rep, jit_fn, stages, finish, run_bin
             break
         stages.append(stage_result(name, PASSED, "", seconds if name == "frontend" else 0.0))
     if failed_at is None or cann_missing:
+        _after_binary(stages, binary, mark)
         return finish(outcome_of(stages))
     return finish("failed", error, sig)

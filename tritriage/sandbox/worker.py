@@ -99,6 +99,7 @@ def probe() -> dict:
         "backend_ok": False,
         "archs": [],
         "cann": cann_status(),
+        "binary": stages.binary_plan(),
     }
     try:
         import triton
@@ -238,8 +239,8 @@ def compile_job(job: dict, rec: _Recorder) -> CompileResult:
     if fn is None:
         out = stages.result([], "loader-error", text, t_start=t_start)
     else:
-        out = stages.compile_kernel(fn, job["spec"], rec, arch=job.get("arch"), run_binary=job.get("run_binary"),
-                                    binary_reason=job.get("binary_reason"), blackbox=job.get("blackbox"))
+        out = stages.compile_kernel(fn, job["spec"], rec, arch=job.get("arch"), binary=job.get("binary"),
+                                    blackbox=job.get("blackbox"))
     return CompileResult.from_dict(dict(out, kernel=job["kernel"], spec=job["spec"].get("name", "default")))
 
 
@@ -645,7 +646,7 @@ class Server:
 
 
 def _is_failure(result: CompileResult) -> bool:
-    return result.outcome not in ("passed", "passed-to-linalg")
+    return result.outcome not in stages.PASSES
 
 
 def _replace(result: CompileResult, **kw) -> CompileResult:
