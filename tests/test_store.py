@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+
+import pytest
 from pathlib import Path
 
 from tritriage.model import CompileResult, Diagnosis, Kernel, Location, Param, Spec, StageResult
@@ -115,3 +117,98 @@ def test_kernels_keep_helpers(tmp_path):
         got = {k.id: k for k in store.kernels(run_id)}
         assert got["m.h"].kind == "helper" and got["m.k"].params[1].constexpr and got["m.k"].calls == ("m.h",)
     assert Path(tmp_path / "db").exists()
+
+
+# --------------------------------------------------------------------------
+# the run record, a damaged file, one writer
+
+
+def test_run_record_counts_what_happened_and_reads_back(tmp_path):
+    from tritriage.store import record_text
+
+    with Store.open(tmp_path / "db") as store:
+        run_id = _new_run(store)
+        assert store.run(run_id).record == {}
+        store.note(run_id, workers_lost=0, compiles_retried=0)
+        assert store.run(run_id).record == {}, "nothing happened: nothing is said"
+        store.note(run_id, interrupted=1)
+        store.note(run_id, resumed=1, workers_lost=2, compiles_retried=2)
+        store.note(run_id, workers_lost=1, compiles_retried=1)
+    with Store.open(tmp_path / "db") as store:
+        record = store.run(run_id).record
+    assert record == {"interrupted": 1, "resumed": 1, "workers_lost": 3, "compiles_retried": 3}
+    assert record_text(record) == ("interrupted 1 time, resumed 1 time, 3 compile workers lost and replaced, "
+                                   "3 compiles retried on a fresh worker")
+
+
+def test_a_store_without_the_record_column_gains_it(tmp_path):
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(str(db))
+    conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL,"
+                 " checkout TEXT NOT NULL, git_commit TEXT, triton_ascend TEXT, cann TEXT, arch TEXT, python TEXT,"
+                 " stages_available TEXT, status TEXT NOT NULL DEFAULT 'running', argv TEXT, settings TEXT)")
+    conn.execute("INSERT INTO runs (started, checkout, status) VALUES (1.0, '/src/old', 'complete')")
+    conn.commit()
+    conn.close()
+    with Store.open(db) as store:
+        [run] = store.runs()
+        assert run.checkout == "/src/old" and run.record == {}
+        store.note(run.id, workers_lost=1)
+        assert store.run(run.id).record == {"workers_lost": 1}
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "short"])
+def test_a_damaged_file_is_kept_aside_and_a_new_store_started(tmp_path, kind):
+    from tritriage.store import StoreDamaged
+
+    db = tmp_path / "tritriage.db"
+    with Store.open(db) as store:
+        for _ in range(3):
+            run_id = _new_run(store)
+            for i in range(100):
+                store.add_result(run_id, _result(kernel=f"vllm.k{i}", log="x" * 3000), None, f"key{i}")
+    data = db.read_bytes()
+    damaged = {"garbage": b"not sqlite" * 500, "truncated": data[: len(data) // 2], "short": data[:60]}[kind]
+    db.write_bytes(damaged)
+    with pytest.raises(StoreDamaged) as e:
+        Store.open(db)
+    message = str(e.value)
+    assert "\n" not in message and "kept it as" in message and "run the command again" in message
+    assert e.value.aside.read_bytes() == damaged, "the damaged file is kept as it was"
+    with Store.open(db) as store:
+        assert store.runs() == [], "a new, empty store took its place"
+
+
+def test_an_empty_file_is_a_new_store_not_a_damaged_one(tmp_path):
+    db = tmp_path / "tritriage.db"
+    db.write_bytes(b"")
+    with Store.open(db) as store:
+        assert store.runs() == []
+
+
+def test_one_writer_at_a_time(tmp_path):
+    import multiprocessing
+
+    from tritriage.errors import UserError
+    from tritriage.store import writer_lock
+
+    def hold(root, ready, done):
+        with writer_lock(root, what="scan"):
+            ready.set()
+            done.wait(30)
+
+    ctx = multiprocessing.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=hold, args=(tmp_path, ready, done))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(UserError) as e:
+            with writer_lock(tmp_path, what="rerun"):
+                pass
+        assert f"`tritriage scan` (pid {holder.pid}" in str(e.value) and "TRITRIAGE_HOME" in str(e.value)
+    finally:
+        done.set()
+        holder.join(30)
+    with writer_lock(tmp_path, what="scan"):  # released with its holder
+        pass

@@ -1,6 +1,7 @@
 """The ``tritriage`` command: typer only, one call into ``tritriage/commands/`` per verb.
 
-Each command only parses options and calls one function of a stage; bad input
+Each command only parses options, checks them all first (``commands/validate.py``,
+before any probe, discovery or store write) and calls one function of a stage; bad input
 (a ``UserError`` from any stage) becomes a one-line message and exit code 2.
 Exit codes: 0 ok, 1 the check asked for failed (``--fail-on``, doctor), 2 bad
 input or an environment that cannot run, 130 interrupted.
@@ -9,12 +10,14 @@ input or an environment that cannot run, 130 interrupted.
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from tritriage.commands.validate import check
 from tritriage.errors import UserError
 
 app = typer.Typer(
@@ -60,13 +63,12 @@ def list_cmd(
     kind: Optional[str] = typer.Option(None, help="only 'entry' or 'helper' kernels"),
 ):
     """List every Triton jit function in PATH (static analysis; nothing is imported)."""
+    check("list", path=path, kind=kind)
     from tritriage.discover.inventory import discover
     from tritriage.report.inventory import inventory_json, print_inventory
 
     inv = discover(path)
     if kind:
-        if kind not in ("entry", "helper"):
-            raise UserError(f"--kind must be 'entry' or 'helper', not '{kind}'")
         inv = type(inv)(**{**inv.__dict__, "kernels": tuple(k for k in inv.kernels if k.kind == kind)})
     if json_out:
         print(inventory_json(inv))
@@ -80,6 +82,7 @@ def fetch(
     dest: Optional[Path] = typer.Option(None, help="where to unpack (default: the data directory)"),
 ):
     """Download vLLM VERSION's Python sources from PyPI (no install) and print their path."""
+    check("fetch", version=version, dest=dest)
     from tritriage.discover.fetch import fetch_vllm
 
     print(fetch_vllm(version, dest))
@@ -106,11 +109,16 @@ def scan(
         help="cross-check frontend failures on upstream Triton (default: when `tritriage reference setup` was run)"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress, one summary line (for CI)"),
     new: bool = typer.Option(False, "--new", help="start a new run even if the last one was interrupted"),
+    hints: int = typer.Option(8, "--hints", min=0, help="after the verdicts, compile up to N smaller tile "
+                                                        "configurations of each kernel that overflows the unified "
+                                                        "buffer, to find one that fits (0: none)"),
     bishengir: Optional[str] = typer.Option(
         None, "--bishengir", help="bishengir-compile to run the binary stage with (default: CANN's, else the "
                                   "ascendnpu-ir wheel's; 'none': leave the binary stage out)"),
 ):
     """Compile every entry kernel of PATH on triton-ascend, stage by stage, and store the verdicts."""
+    check("scan", path=path, python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb,
+          kernel=kernel, catalog=catalog, bishengir=bishengir, hints=hints)
     if collect_only:
         from tritriage.discover.inventory import discover
         from tritriage.report.inventory import print_inventory, summary_line
@@ -126,7 +134,7 @@ def scan(
     kwargs = dict(
         python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb, no_cache=no_cache,
         kernels=kernel or None, quiet=quiet, resume=False if new else None,
-        catalog_dirs=[str(c) for c in (catalog or [])], bishengir=bishengir,
+        catalog_dirs=[str(c) for c in (catalog or [])], bishengir=bishengir, hints=hints,
     )
     if _use_reference(reference):
         kwargs["reference"] = True
@@ -150,6 +158,8 @@ def rerun(
                                   "ascendnpu-ir wheel's; 'none': leave the binary stage out)"),
 ):
     """Recompile some kernels of a stored scan and print before -> after."""
+    check("rerun", kernel=kernel, file=file, cls=cls, run=run, python=python, jobs=jobs, timeout=timeout,
+          memory_mb=memory_mb, bishengir=bishengir)
     from tritriage.commands.rerun import rerun_command
 
     if not any([kernel, file, failed, cls]):
@@ -168,6 +178,7 @@ def doctor(
                                   "ascendnpu-ir wheel's; 'none': leave the binary stage out)"),
 ):
     """What this machine can compile: triton-ascend, the adapter, CANN, torch_npu, and the stages a scan runs."""
+    check("doctor", python=python, arch=arch, bishengir=bishengir)
     from tritriage.commands.doctor import doctor_command
 
     _exit(doctor_command(python=python, arch=arch, json_out=json_out, bishengir=bishengir))
@@ -192,6 +203,7 @@ def specs(
     jobs: Optional[int] = typer.Option(None, "-j", "--jobs", help="parallel frontend checks (default: cores)"),
 ):
     """Specs per entry kernel: where each came from (catalog, traced, inferred), staleness, validation."""
+    check("specs", path=path, write=write, kernel=kernel, catalog=catalog, python=python, jobs=jobs)
     from tritriage.commands.specs import specs_command
 
     _exit(specs_command(path, as_json=json_out, write=write, reference=_use_reference(reference), kernel=kernel,
@@ -204,6 +216,7 @@ def reference_setup(
     version: str = typer.Option("3.6.0", help="upstream triton version to install"),
 ):
     """Install upstream Triton into <data dir>/reference-venv and check it compiles for sm_90 here."""
+    check("reference", version=version)
     from tritriage.commands.reference import reference_command
 
     _exit(reference_command("setup", version))
@@ -245,6 +258,8 @@ def test_cmd(
     store.  When vLLM or the device is missing, nothing runs: every test is
     recorded as not run, with the reason.
     """
+    check("test", path=path, kernel=kernel, file=file, python=python, device=device, timeout=timeout,
+          catalog=catalog, fail_on=fail_on)
     from tritriage.commands.test import run_tests_command
 
     _exit(run_tests_command(path, python=python, device=device, timeout=timeout, kernels=kernel or (),
@@ -265,6 +280,7 @@ def classify(
                                                                       "shipped ones (same format as patterns.yaml)"),
 ):
     """Classify saved logs: class, subclass, fingerprint and source location of each."""
+    check("classify", logs=logs, checkout=checkout, rules=rules)
     from tritriage.commands.classify import classify_command
 
     _exit(classify_command(logs, json_out=json_out, checkout=checkout, rules=rules))
@@ -300,6 +316,8 @@ def report(
     `report --diff` compares with the previous scan of the same checkout,
     `report --diff --against 12` with run 12.
     """
+    check("report", output=output, run=run, against=against, fail_on=fail_on, template=template,
+          max_detail_lines=max_detail_lines, max_bytes=max_bytes)
     from tritriage.commands.report import report_command
 
     chosen = [name for name, on in (("md", md), ("json", json_out), ("junit", junit), ("sarif", sarif)) if on]
@@ -330,12 +348,31 @@ def trace(
     keep_records: Optional[Path] = typer.Option(None, "--records", help="keep the raw launch records here"),
 ):
     """Run COMMAND and record the spec of every Triton launch it makes (exit code: the command's)."""
+    check("trace", checkout=checkout, write=write, records=keep_records)
     from tritriage.commands.trace import trace_command
 
     result = trace_command(command, checkout=checkout, write=write, save_specs=not no_save,
                            bench_configs=bench_configs, interpreter_fixes=not no_interpreter_fixes,
                            keep_records=keep_records)
     _exit(result.exit_code)
+
+
+@app.command()
+def hint(
+    kernel: str = typer.Option(..., "--kernel", "-k", help="kernel id or bare name"),
+    budget: int = typer.Option(8, "--budget", min=1, help="most compiles to try"),
+    run: Optional[int] = typer.Option(None, "--run", help="run id (default: the latest scan)"),
+    python: Optional[str] = typer.Option(None, help="interpreter that has triton-ascend (default: the scan's)"),
+    jobs: Optional[int] = typer.Option(None, "-j", "--jobs", min=1),
+    timeout: Optional[float] = typer.Option(None, help="seconds per compile (default: the scan's)"),
+    quiet: bool = typer.Option(False, "-q", "--quiet"),
+):
+    """Search a tile configuration of KERNEL that fits the unified buffer (a hint; the verdict stays)."""
+    check("hint", kernel=kernel, budget=budget, run=run, python=python, jobs=jobs, timeout=timeout)
+    from tritriage.commands.hint import hint_command
+
+    _exit(hint_command(kernel=kernel, run_id=run, budget=budget, python=python, jobs=jobs, timeout=timeout,
+                       quiet=quiet))
 
 
 @app.command()
@@ -349,12 +386,21 @@ def repro(
                                                 "its saved input"),
 ):
     """Write a standalone script that reproduces KERNEL's verdict from a stored scan."""
+    check("repro", kernel=kernel, spec=spec, run=run, output=output)
     from tritriage.commands.repro import repro_command
 
     repro_command(kernel=kernel, spec=spec, run_id=run, output=output, compile_only=compile_only, ir=ir)
 
 
 # --------------------------------------------------------------------------
+
+
+def _store_failure(e: BaseException) -> str | None:
+    from tritriage.errors import environment_message
+    from tritriage.paths import data_dir
+    from tritriage.store import damaged_message
+
+    return damaged_message(e) or environment_message(e, str(data_dir()))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -365,6 +411,17 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as e:
         print(f"tritriage: error: {e}", file=sys.stderr)
         sys.exit(e.code)
+    except (OSError, sqlite3.Error) as e:
+        # The data directory's disk, not tritriage: full, read-only, damaged.
+        message = _store_failure(e)
+        if message is None:
+            if os.environ.get("TRITRIAGE_DEBUG"):
+                raise
+            print(f"tritriage: internal error: {type(e).__name__}: {e} (set TRITRIAGE_DEBUG=1 for the traceback)",
+                  file=sys.stderr)
+            sys.exit(70)
+        print(f"tritriage: error: {message}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("tritriage: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -376,7 +433,13 @@ def main(argv: list[str] | None = None) -> None:
         # Usage errors come from click, which typer may vendor (typer._click):
         # recognise them by shape rather than by importing a module.
         if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
-            e.show()
+            ctx = getattr(e, "ctx", None)
+            message = " ".join(str(e.format_message() if hasattr(e, "format_message") else e).split())
+            if not message or ctx is None or type(e).__name__ == "NoArgsIsHelpError":
+                e.show()  # the bare command: its help is the answer
+            else:
+                # One line, like every other bad input, and where to look.
+                print(f"tritriage: error: {message} (see `{ctx.command_path} --help`)", file=sys.stderr)
             sys.exit(e.exit_code)
         if type(e).__name__ == "Abort":
             print("tritriage: aborted", file=sys.stderr)

@@ -26,6 +26,15 @@ from tritriage.sandbox.stages import (  # noqa: F401 - the one home of these nam
 )
 
 
+# A spec a hint search made (``compile/hints.py``) carries this in its name:
+# its compiles are stored like any, but are never the kernel's verdict.
+HINT_MARK = "~hint"
+
+
+def is_hint(spec_name: str) -> bool:
+    return HINT_MARK in spec_name
+
+
 # --------------------------------------------------------------------------
 # collect: discovery
 
@@ -49,6 +58,9 @@ class LaunchSite(Record):
     args: tuple[str, ...] = ()  # positional arguments, source text
     kwargs: Mapping[str, str] = field(default_factory=dict)  # keyword -> source text
     literal_kwargs: Mapping[str, Any] = field(default_factory=dict)  # keyword -> Python literal
+    # Source of the ``if`` tests the call sits under (``not (...)`` for an
+    # else branch): what decides whether a given platform ever reaches it.
+    guards: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,10 +84,33 @@ class Kernel(Record):
     launch_sites: tuple[LaunchSite, ...] = ()
     kind: str = "entry"  # "entry" (launched or not only called from jit code) | "helper"
     source_hash: str = ""  # sha256 of the function's own source text
+    # "cuda" | "rocm" | "xpu" when an Ascend host never uses the kernel (a
+    # vendor-only file, or launched only behind a vendor check), with why.
+    platform_only: str | None = None
+    platform_reason: str = ""
 
     @property
     def constexprs(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params if p.constexpr)
+
+    @property
+    def autotune_keys(self) -> tuple[str, ...]:
+        """The constexprs its ``triton.Config({...})`` entries set (configs a
+        function builds give none)."""
+        import ast
+        try:
+            tree = ast.parse(self.autotune or "", mode="eval")
+        except SyntaxError:
+            return ()
+        keys: list[str] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and "Config" in (getattr(node.func, "attr", None),
+                                                           getattr(node.func, "id", None)):
+                if node.args and isinstance(node.args[0], ast.Dict):
+                    for k in node.args[0].keys:
+                        if isinstance(k, ast.Constant) and isinstance(k.value, str) and k.value not in keys:
+                            keys.append(k.value)
+        return tuple(keys)
 
 
 @dataclass(frozen=True)
@@ -175,6 +210,10 @@ class Diagnosis(Record):
     hint: str | None = None
     pattern: str | None = None  # id of the pattern that matched; None for unknown
     excerpt: str = ""  # the cleaned lines that explain the failure
+    # The failure's whole text as reports show it, cleaned when it was
+    # classified: a report renders what the scan stored, whatever the rules
+    # say by then.
+    cleaned: str = ""
 
 
 # --------------------------------------------------------------------------

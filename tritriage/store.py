@@ -16,6 +16,11 @@ API (all records are plain frozen dataclasses or ``tritriage.model`` records)::
     store.add_result(run_id, result, diagnosis, cache_key, spec=spec,
                      cached_from=None, timeout=..., memory_mb=..., classifier=...)
     store.finish_run(run_id, "complete" | "interrupted")
+    store.note(run_id, interrupted=1, resumed=1, workers_lost=N, compiles_retried=N)  # adds to run.record
+
+    with writer_lock(what="scan"): ...    # one scan or rerun per data directory; a second gets a UserError
+    Store.open() on a damaged file        # keeps it aside (tritriage.db.damaged-<time>), starts a new
+                                          # store and raises StoreDamaged (a UserError) saying so
 
     store.latest_run(checkout=None)   -> Run | None   (newest first; any checkout when None)
     store.run(run_id)                 -> Run | None
@@ -42,7 +47,8 @@ vLLM's own tests (``tritriage test``) join the run of the scan they belong to::
 ``Run`` has: id, started, finished (epoch seconds or None), checkout, commit,
 triton_ascend, cann (version string, "present" or None when absent), arch,
 python, stages_available (list of stage names a scan runs there), status
-(running | complete | interrupted), argv (list), settings (dict).
+(running | complete | interrupted), argv (list), settings (dict), record (dict: what happened
+to the run, see ``note``; empty when nothing did).
 
 ``StoredResult`` has: run_id, result (CompileResult, stages included), spec
 (Spec), diagnosis (Diagnosis or None for passes), cache_key, cached_from (run id
@@ -64,6 +70,7 @@ output, log, recorded).
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 import pickle
 import re
@@ -75,7 +82,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from tritriage.model import CompileResult, Diagnosis, Kernel, Spec, StageResult, TestMapping, TestResult
+from tritriage.model import HINT_MARK, CompileResult, Diagnosis, Kernel, Spec, StageResult, TestMapping, TestResult
+from tritriage.errors import UserError
 from tritriage.paths import data_dir
 
 SCHEMA_VERSION = 1  # bump with a migration when a table changes
@@ -95,7 +103,8 @@ CREATE TABLE IF NOT EXISTS runs (
     stages_available TEXT,
     status TEXT NOT NULL DEFAULT 'running',
     argv TEXT,
-    settings TEXT
+    settings TEXT,
+    record TEXT
 );
 CREATE TABLE IF NOT EXISTS kernels (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -146,6 +155,7 @@ CREATE TABLE IF NOT EXISTS stages (
     seconds REAL,
     command TEXT,
     artifact TEXT,
+    metrics TEXT,
     PRIMARY KEY (run_id, kernel_id, spec, stage)
 );
 CREATE TABLE IF NOT EXISTS test_map (
@@ -197,6 +207,9 @@ class Run:
     status: str = "running"
     argv: list = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    # What happened to the run, counted: interrupted, resumed, workers_lost,
+    # compiles_retried (``Store.note``); empty for an undisturbed run.
+    record: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -244,19 +257,30 @@ class Store:
 
     @classmethod
     def open(cls, path: str | Path | None = None) -> "Store":
+        """Open (or create) the store.  A damaged file is kept aside, a new
+        store started in its place, and ``StoreDamaged`` says so."""
         path = Path(path) if path else data_dir() / "tritriage.db"
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        # One commit per result; NORMAL keeps it durable across a killed
-        # process (not a power cut), and fast.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.executescript(_SCHEMA)
-        _add_missing_columns(conn)
-        conn.execute("CREATE INDEX IF NOT EXISTS results_by_key ON results(cache_key, recorded)")
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        why = _damage(path)
+        conn = None
+        try:
+            if why is None:
+                conn = _connect(path)
+        except sqlite3.OperationalError:
+            # A read-only data directory still shows its runs (report, repro);
+            # a write then fails with a one-line error (cli.main).
+            if not (path.exists() and not os.access(path.parent, os.W_OK)):
+                raise
+            conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+        except sqlite3.DatabaseError as e:
+            if not _is_damage(e):
+                raise
+            why = str(e)
+        if why is not None:
+            aside = set_aside(path)
+            _connect(path).close()  # the new, empty store
+            raise StoreDamaged(path, aside, why)
         return cls(conn, path)
 
     def close(self) -> None:
@@ -282,6 +306,21 @@ class Store:
              json.dumps(settings or {}, default=str)),
         )
         return int(cur.lastrowid)
+
+    def note(self, run_id: int, **counts: int) -> None:
+        """Add ``counts`` to the run's record (what happened to it: interrupted,
+        resumed, workers_lost, compiles_retried); zero counts leave no trace."""
+        counts = {k: int(v) for k, v in counts.items() if v}
+        if not counts:
+            return
+        with self.transaction():
+            row = self.conn.execute("SELECT record FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                return
+            record = json.loads(row["record"] or "{}")
+            for k, v in counts.items():
+                record[k] = int(record.get(k, 0)) + v
+            self.conn.execute("UPDATE runs SET record=? WHERE id=?", (json.dumps(record, sort_keys=True), run_id))
 
     def finish_run(self, run_id: int, status: str = "complete") -> None:
         self.conn.execute("UPDATE runs SET finished=?, status=? WHERE id=?", (time.time(), status, run_id))
@@ -347,13 +386,18 @@ class Store:
             )
             self.conn.executemany(
                 "INSERT INTO stages (run_id, kernel_id, spec, stage, position, status, reason, seconds, command,"
-                " artifact) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " artifact, metrics) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [(run_id, result.kernel, result.spec, s.stage, i, s.status, s.reason, s.seconds,
-                  json.dumps(list(s.command)), s.artifact) for i, s in enumerate(result.stages)],
+                  json.dumps(list(s.command)), s.artifact, json.dumps(dict(s.metrics)) if s.metrics else None)
+                 for i, s in enumerate(result.stages)],
             )
 
-    def results(self, run_id: int) -> list[StoredResult]:
-        rows = self.conn.execute("SELECT * FROM results WHERE run_id=? ORDER BY kernel_id, spec",
+    def results(self, run_id: int, *, hints: bool | None = False) -> list[StoredResult]:
+        """A run's results: the verdicts (``hints=False``), the hint searches'
+        compiles (``True``, see compile/hints.py) or both (``None``)."""
+        where = {False: f" AND spec NOT LIKE '%{HINT_MARK}%'", True: f" AND spec LIKE '%{HINT_MARK}%'",
+                 None: ""}[hints]
+        rows = self.conn.execute(f"SELECT * FROM results WHERE run_id=?{where} ORDER BY kernel_id, spec",
                                  (run_id,)).fetchall()
         stages = self._stages(run_id)
         return [_stored(r, stages.get((r["kernel_id"], r["spec"]), ())) for r in rows]
@@ -367,9 +411,17 @@ class Store:
 
     def outcomes(self, run_id: int) -> list[tuple[str, str, str, str | None, bool]]:
         """(kernel id, spec, outcome, failed stage, flaky) of each result: counts without the logs."""
-        rows = self.conn.execute("SELECT kernel_id, spec, outcome, failed_stage, flaky FROM results WHERE run_id=?",
-                                 (run_id,)).fetchall()
+        rows = self.conn.execute("SELECT kernel_id, spec, outcome, failed_stage, flaky FROM results WHERE run_id=?"
+                                 f" AND spec NOT LIKE '%{HINT_MARK}%'", (run_id,)).fetchall()
         return [(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+
+    def compile_seconds(self) -> dict[tuple[str, str], float]:
+        """(kernel id, spec) -> wall seconds of its latest real compile, any run:
+        what scheduling (slowest first) and sharding (balanced) go by."""
+        rows = self.conn.execute(
+            "SELECT kernel_id, spec, seconds FROM results WHERE cached_from IS NULL AND seconds IS NOT NULL"
+            " ORDER BY recorded").fetchall()
+        return {(r[0], r[1]): float(r[2]) for r in rows}
 
     def done(self, run_id: int) -> set[tuple[str, str]]:
         rows = self.conn.execute("SELECT kernel_id, spec FROM results WHERE run_id=?", (run_id,)).fetchall()
@@ -428,7 +480,8 @@ class Store:
                 (run_id, spec.name, _json(spec), timeout, memory_mb, time.time(), *src))
             self.conn.execute(
                 "INSERT INTO stages (run_id, kernel_id, spec, stage, position, status, reason, seconds, command,"
-                " artifact) SELECT ?, kernel_id, ?, stage, position, status, reason, seconds, command, artifact"
+                " artifact, metrics) SELECT ?, kernel_id, ?, stage, position, status, reason, seconds, command,"
+                " artifact, metrics"
                 " FROM stages WHERE run_id=? AND kernel_id=? AND spec=?",
                 (run_id, spec.name, *src))
         return row["outcome"], row["classifier"]
@@ -444,7 +497,8 @@ class Store:
         for r in rows:
             out.setdefault((r["kernel_id"], r["spec"]), []).append(StageResult(
                 stage=r["stage"], status=r["status"], reason=r["reason"] or "", seconds=r["seconds"] or 0.0,
-                command=tuple(json.loads(r["command"] or "[]")), artifact=r["artifact"]))
+                command=tuple(json.loads(r["command"] or "[]")), artifact=r["artifact"],
+                metrics=json.loads(r["metrics"]) if r["metrics"] else {}))
         return out
 
     # -- vLLM's own tests
@@ -544,6 +598,164 @@ class Store:
         return self.root / "runs" / str(run_id) / _safe(kernel_id) / _safe(spec_name)
 
 
+def record_text(record: dict) -> str:
+    """A run's record in words ("interrupted 1 time, resumed 1 time; 3 compile
+    workers lost and replaced, 3 compiles retried"), "" when nothing happened."""
+    def times(n: int, what: str) -> str:
+        return f"{what} {n} time{'s' if n != 1 else ''}"
+
+    parts = []
+    if record.get("interrupted"):
+        parts.append(times(record["interrupted"], "interrupted"))
+    if record.get("resumed"):
+        parts.append(times(record["resumed"], "resumed"))
+    if record.get("workers_lost"):
+        n = record["workers_lost"]
+        parts.append(f"{n} compile worker{'s' if n != 1 else ''} lost and replaced")
+    if record.get("compiles_retried"):
+        n = record["compiles_retried"]
+        parts.append(f"{n} compile{'s' if n != 1 else ''} retried on a fresh worker")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------
+# a damaged store, and one writer at a time
+
+
+class StoreDamaged(UserError):
+    """The store file was damaged: it has been kept aside and a new one started."""
+
+    def __init__(self, path: Path, aside: Path, why: str):
+        super().__init__(
+            f"the store {path} was damaged ({why}): kept it as {aside} and started a new, empty store; "
+            f"run the command again (to salvage old runs: sqlite3 {aside} .recover)")
+        self.path, self.aside = path, aside
+
+
+_DAMAGE = ("not a database", "malformed", "file is encrypted", "database corrupt")
+
+
+def _is_damage(e: BaseException) -> bool:
+    return isinstance(e, sqlite3.DatabaseError) and any(d in str(e).lower() for d in _DAMAGE)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        # One commit per result; NORMAL keeps it durable across a killed
+        # process (not a power cut), and fast.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(_SCHEMA)
+        _add_missing_columns(conn)
+        conn.execute("CREATE INDEX IF NOT EXISTS results_by_key ON results(cache_key, recorded)")
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _damage(path: Path) -> str | None:
+    """Why the file at ``path`` is not a whole SQLite database, or None.
+
+    SQLite opens a truncated file without complaint and fails later, on
+    whichever page is missing, in the middle of a scan; the header says how
+    long the file should be, so check that first (it costs one read)."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return None
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except FileNotFoundError:
+        return None
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        return "not a SQLite database"
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    # The page count is only meaningful while the change counter matches
+    # the version-valid-for number (SQLite's own rule).
+    if pages and head[24:28] == head[92:96] and size < pages * page:
+        return f"truncated: {size} of {pages * page} bytes"
+    return None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged store (and its journal) out of the way; returns the new name."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    path.rename(aside)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            if suffix == "-wal":
+                side.rename(aside.with_name(aside.name + suffix))
+            else:
+                side.unlink()  # shared-memory index: rebuilt from the file, worthless alone
+    return aside
+
+
+def damaged_message(e: BaseException, path: Path | None = None) -> str | None:
+    """For an error that shows the store damaged mid-command: keep the file
+    aside, start a new one and say so; None for any other error."""
+    if isinstance(e, StoreDamaged):
+        return str(e)
+    if not _is_damage(e):
+        return None
+    path = Path(path) if path else data_dir() / "tritriage.db"
+    if not path.exists():
+        return None
+    try:
+        aside = set_aside(path)
+        _connect(path).close()
+    except (OSError, sqlite3.Error) as why:
+        return (f"the store {path} is damaged ({e}) and could not be moved aside ({why}): move it away "
+                "yourself and run the command again")
+    return str(StoreDamaged(path, aside, str(e)))
+
+
+@contextmanager
+def writer_lock(root: Path | None = None, what: str = "scan"):
+    """Hold the data directory's writer lock for a scan or rerun, or raise a
+    ``UserError`` naming the process that holds it.
+
+    Two scans writing one store would each resume or copy the other's half
+    finished run; the second is refused at once instead.  An flock dies with
+    its process, so a killed scan never leaves the lock behind."""
+    import fcntl
+
+    root = Path(root) if root else data_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another tritriage process"
+            raise UserError(f"{holder} is writing to {root}: wait for it to finish, or give this {what} "
+                            f"its own data directory with TRITRIAGE_HOME=DIR") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"`tritriage {what}` (pid {os.getpid()}, since {time.strftime('%H:%M:%S')})".encode(), 0)
+        try:
+            yield
+        finally:
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def _plain(value: Any) -> Any:
     # model.Record.to_json checks typing.Mapping on every value, which is slow
     # for the thousands of records an unchanged rescan writes.
@@ -585,6 +797,7 @@ def _run(row: sqlite3.Row) -> Run:
         commit=row["git_commit"], triton_ascend=row["triton_ascend"], cann=row["cann"], arch=row["arch"],
         python=row["python"], stages_available=json.loads(row["stages_available"] or "[]"),
         status=row["status"], argv=json.loads(row["argv"] or "[]"), settings=json.loads(row["settings"] or "{}"),
+        record=json.loads(row["record"] or "{}") if "record" in row.keys() else {},
     )
 
 

@@ -30,6 +30,8 @@ BIG, SMALL = 65536, 1024
 
 
 def tile_specs(kernel, inventory, root):
+    if kernel.name != "softmax_row_kernel":
+        return []
     sig = {"x_ptr": "*fp32", "y_ptr": "*fp32", "n": "i32"}
     return [Spec(kernel=kernel.id, name=f"block{b}", source="catalog", signature=sig, constexprs={"BLOCK": b})
             for b in (BIG, SMALL)]
@@ -155,3 +157,53 @@ def test_a_bishengir_that_cannot_read_the_adapters_output_is_an_environment_verd
         assert "triton-ascend 3.2.0 with bishengir-compile 0.9.0 from --bishengir" in r.diagnosis.subclass
         assert stage(r, "binary").command[0] == str(standin)
         assert store.run(summary.run_id).settings["compilers"]["binary"].startswith("bishengir-compile 0.9.0")
+
+
+def test_a_hint_finds_the_largest_tile_that_fits_and_its_spec_compiles(tmp_path, monkeypatch):
+    from tritriage.commands.repro import repro_command
+    from tritriage.compile.scan import search_hints  # noqa: F401 - the search run_scan calls with hints=N
+    from tritriage.repro.build import run_script
+    from tritriage.report.view import build_view
+
+    monkeypatch.setenv("TRITRIAGE_HOME", str(tmp_path / "home"))
+
+    def rowsum(kernel, inventory, root, block=BIG):
+        if kernel.name != "row_sum_kernel":
+            return []
+        return [Spec(kernel=kernel.id, name=f"block{block}", source="catalog",
+                     signature={"x_ptr": "*fp32", "y_ptr": "*fp32", "n_cols": "i32"}, constexprs={"BLOCK": block})]
+
+    with Store.open() as store:
+        summary = run_scan(TILES, store=store, specs_fn=rowsum, jobs=2, timeout=120, hints=8)
+        (verdict,) = store.results(summary.run_id)
+        # The kernel as written still fails: a hint never changes the verdict.
+        assert verdict.outcome == "failed" and verdict.diagnosis.pattern == "ub-overflow"
+        assert summary.hints.kernels == 1 and summary.hints.found == 1
+        view = build_view(store, store.run(summary.run_id))
+        kv = view.by_id()[verdict.kernel]
+        assert kv.status == "failed"
+        (h,) = kv.hints
+        assert h.found and set(h.change) <= {"BLOCK", "multibuffer"} and h.change.get("BLOCK", BIG) < BIG
+        assert h.ub_bits and h.ub_available_bits == 1572864 and h.ub_bits <= h.ub_available_bits
+        assert f"passes the binary stage with BLOCK={h.change['BLOCK']}" in h.text
+        best = h.change["BLOCK"]
+
+        # The hint's spec is stored like any spec: repro --compile-only replays its passing compile.
+        script = tmp_path / "hint.py"
+        repro_command(kernel="row_sum_kernel", spec=h.spec, output=str(script), store=store, compile_only=True,
+                      out=open(os.devnull, "w"))
+        code, output, got = run_script(script)
+        assert code == 0 and got["outcome"] == "passed-to-binary", output
+
+    # Largest: twice the hint's tile (with the hint's multibuffer) does not fit.
+    if best * 2 < BIG:
+        monkeypatch.setenv("TRITRIAGE_HOME", str(tmp_path / "home2"))
+        with Store.open() as store:
+            def doubled(kernel, inventory, root):
+                specs = rowsum(kernel, inventory, root, best * 2)
+                if h.change.get("multibuffer") is False:
+                    specs = [Spec(**{**s.__dict__, "options": {"multibuffer": False}}) for s in specs]
+                return specs
+            again = run_scan(TILES, store=store, specs_fn=doubled, jobs=1, timeout=120)
+            (r,) = store.results(again.run_id)
+            assert r.outcome == "failed" and r.diagnosis.pattern == "ub-overflow"

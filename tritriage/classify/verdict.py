@@ -55,7 +55,11 @@ def classify_result(result: CompileResult, checkout: str | None) -> Diagnosis | 
         return None
     text = result.error or result.log
     try:
-        return classify(text, checkout=checkout, stage=result.failed_stage, outcome=result.outcome)
+        from tritriage.classify import clean
+
+        d = classify(text, checkout=checkout, stage=result.failed_stage, outcome=result.outcome)
+        import dataclasses
+        return dataclasses.replace(d, cleaned=clean(text, max_frames=5) if text else "")
     except Exception as e:  # noqa: BLE001 - a classifier bug must not lose the result
         return Diagnosis(cls="unknown", subclass="classifier error", fingerprint="classifier-error",
                          hint=f"classify raised {type(e).__name__}: {e}")

@@ -14,30 +14,42 @@ def scan_command(path: str, *, python: str | None = None, jobs: int | None = Non
                  timeout: float = 120.0, memory_mb: int | None = 8192, no_cache: bool = False,
                  kernels: Sequence[str] | None = None, quiet: bool = False, resume: bool | None = None,
                  catalog_dirs: Sequence[str] = (), adapter: str | None = None, reference: bool = False,
-                 bishengir: str | None = None) -> int:
+                 bishengir: str | None = None, hints: int = 0) -> int:
     """0 when the scan completed (failures are results, not errors)."""
     from rich.console import Console
 
     from tritriage.discover.inventory import check_root
 
+    from tritriage.store import Store, record_text, writer_lock
+
     console = Console(stderr=True)
     check_root(path)  # a bad path is said before seconds of probing the compiler
-    python = resolve_python(python)
-    env = check_environment(python, arch=arch, adapter=adapter, bishengir=bishengir)
-    if not quiet:
-        console.print(f"[bold]environment:[/] {env.summary()}", highlight=False)
-    say = (lambda line: None) if quiet else (lambda line: console.print(line, highlight=False))
-    try:
-        summary = run_scan(path, python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb,
-                           use_cache=not no_cache, kernels_filter=kernels, progress_factory=factory(quiet, console),
-                           resume=resume, catalog_dirs=catalog_dirs, adapter=adapter, say=say, env=env,
-                           reference=reference, bishengir=bishengir)
-    except KeyboardInterrupt:
-        console.print("\ninterrupted: every finished compile is stored; run the same scan again to resume")
-        return 130
+    # One scan writes a data directory at a time: a second one is refused
+    # before it probes anything, and the lock dies with a killed scan.
+    with writer_lock(what="scan"):
+        python = resolve_python(python)
+        env = check_environment(python, arch=arch, adapter=adapter, bishengir=bishengir)
+        if not quiet:
+            console.print(f"[bold]environment:[/] {env.summary()}", highlight=False)
+        say = (lambda line: None) if quiet else (lambda line: console.print(line, highlight=False))
+        try:
+            summary = run_scan(path, python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb,
+                               use_cache=not no_cache, kernels_filter=kernels,
+                               progress_factory=factory(quiet, console), resume=resume, catalog_dirs=catalog_dirs,
+                               adapter=adapter, say=say, env=env, reference=reference, bishengir=bishengir,
+                               hints=hints)
+        except KeyboardInterrupt:
+            console.print("\ninterrupted: every finished compile is stored; run the same scan again to resume")
+            return 130
     if not quiet:
         print_counts(summary)
     print(summary.line())
+    with Store.open() as store:
+        run = store.run(summary.run_id)
+    if run is not None and run.record:
+        print(f"run #{run.id} record: {record_text(run.record)}")
+    if summary.hints is not None and summary.hints.kernels:
+        print(summary.hints.line())
     return 0
 
 def print_counts(summary: ScanSummary) -> None:

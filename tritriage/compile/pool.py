@@ -240,7 +240,8 @@ class WorkerPool:
         self._idle: list[WorkerProcess] = []  # warm, between two run() calls
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.restarts = 0
+        self.restarts = 0  # workers lost (died or stopped answering) and replaced
+        self.retried = 0  # jobs sent again to a fresh worker after theirs was lost
         self.on_start = None  # called (from a feeding thread) with each job as it is sent
 
     def __enter__(self) -> "WorkerPool":
@@ -307,6 +308,9 @@ class WorkerPool:
                         except (WorkerDied, OSError) as e:
                             result = crash_result(job, f"compile worker died: cannot restart it: {e}")
                             break
+                    if attempt:
+                        with self._lock:
+                            self.retried += 1
                     try:
                         result = CompileResult.from_dict(worker.compile(job.wire(self.settings)))
                         break

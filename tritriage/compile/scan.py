@@ -34,7 +34,8 @@ from tritriage.classify.verdict import SUSPECT_NOTE, describe, verdict
 from tritriage.compile.pool import Job, Settings, WorkerPool, WorkerStartError
 from tritriage.compile.environment import EnvReport, check_environment, doctor_lines, git_commit, require
 from tritriage.errors import UserError
-from tritriage.model import OUTCOMES, PASSES, STAGES, CompileResult, Diagnosis, Inventory, Kernel, Spec
+from tritriage.model import DEFAULT_ARCH, OUTCOMES, PASSES, STAGES, CompileResult, Diagnosis, Inventory, Kernel, Spec
+from tritriage.select import one_id, run_of
 from tritriage.store import Store, StoredResult
 
 
@@ -81,6 +82,7 @@ class ScanSummary:
     worker_seconds: float = 0.0  # summed wall time of those compiles, worker side
     interrupted: bool = False
     prepare_seconds: float = 0.0  # discovery and specs (or their cached answer)
+    hints: "HintSummary | None" = None  # the hint search after the verdicts (``--hints N``)
 
     def line(self) -> str:
         parts = []
@@ -208,6 +210,7 @@ def run_scan(
     env: EnvReport | None = None,
     reference: bool = False,
     bishengir: str | None = None,
+    hints: int = 0,
 ) -> ScanSummary:
     """Compile every entry kernel of ``root`` with each of its specs; see the module docstring.
 
@@ -290,16 +293,23 @@ def run_scan(
                     jobs_todo.append(Job(kernel=k, spec=s, checkout=checkout, cache_key=key, id=len(jobs_todo),
                                          artifacts_dir=str(store.artifacts_dir(run_id, k.id, name))))
             if jobs_todo:
+                # Slowest known compiles first, so that no long one ends the run alone.
+                took = store.compile_seconds()
+                jobs_todo.sort(key=lambda j: -took.get((j.kernel.id, j.spec.name), 0.0))
                 _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progress, on_result)
         finally:
             progress.stop()
         if reference:
             _cross_check(store, run_id, inventory, python, jobs, say)
+        if hints:
+            summary.hints = search_hints(store, run_id, inventory, settings, compile_ver, jobs=jobs, budget=hints,
+                                         use_cache=use_cache, progress_factory=progress_factory, say=say)
         store.finish_run(run_id, "complete")
     except KeyboardInterrupt:
         summary.interrupted = True
         if summary.run_id:
             store.finish_run(summary.run_id, "interrupted")
+            store.note(summary.run_id, interrupted=1)
         raise
     finally:
         _tally(store, summary)
@@ -347,6 +357,8 @@ def _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progre
     finally:
         # Ctrl-C or not, no worker or compile child outlives the scan.
         pool.close(kill=True)
+        # The run record says what the verdicts went through.
+        store.note(run_id, workers_lost=pool.restarts, compiles_retried=pool.retried)
 
 
 def record(store: Store, run_id: int, result: CompileResult, *, spec: Spec | None, key: str | None,
@@ -361,6 +373,99 @@ def record(store: Store, run_id: int, result: CompileResult, *, spec: Spec | Non
                      timeout=settings.timeout if settings else None,
                      memory_mb=settings.memory_mb if settings else None, classifier=classifier_version())
     return result, diagnosis
+
+
+@dataclass
+class HintSummary:
+    kernels: int = 0  # kernels a search ran for
+    found: int = 0  # of them, with a configuration that passes
+    compiles: int = 0  # extra compiles (cache copies not counted)
+    cached: int = 0
+    seconds: float = 0.0  # wall time of the search
+
+    def line(self) -> str:
+        return (f"hints: {self.found} of {self.kernels} kernels that overflow the unified buffer have a tile "
+                f"configuration that passes the binary stage ({self.compiles} extra compiles, {self.cached} "
+                f"from cache, {self.seconds:.1f} s)")
+
+
+def search_hints(store: Store, run_id: int, inventory: Inventory, settings: Settings, compiler: str, *,
+                 jobs: int | None = None, budget: int = 8, use_cache: bool = True, kernels: Sequence[str] = (),
+                 progress_factory: ProgressFactory | None = None, say: Callable[[str], None] | None = None,
+                 ) -> HintSummary:
+    """For each kernel whose spec overflows the unified buffer, compile up to
+    ``budget`` smaller tile configurations (``compile/hints.py``), in two
+    rounds, the second recalibrated by the first's failures.  Runs after the
+    verdicts, which it never changes; every compile is stored under a hint
+    spec name, so the report shows the best passing one and what was tried."""
+    from tritriage.compile import hints as H
+    from tritriage.model import is_hint
+
+    t0 = time.time()
+    say = say or (lambda line: None)
+    out = HintSummary()
+    by_id = inventory.by_id()
+    root = Path(inventory.root)
+    bases: dict[str, StoredResult] = {}
+    for r in store.results(run_id):
+        if r.kernel in bases or r.kernel not in by_id or (kernels and r.kernel not in kernels):
+            continue
+        if r.diagnosis is not None and r.diagnosis.pattern == H.UB_PATTERN and H.ub_overflow(r.result.error):
+            bases[r.kernel] = r
+    out.kernels = len(bases)
+    if not bases or budget <= 0:
+        return out
+    say(f"searching tile configurations that fit the unified buffer for {len(bases)} kernels "
+        f"(at most {budget} compiles each)")
+    tiles = {kid: H.tile_constexprs(by_id[kid], by_id, root) for kid in bases}
+    for round_no in (1, 2):
+        tried: dict[str, list[StoredResult]] = {}
+        for h in store.results(run_id, hints=True):
+            base = bases.get(h.kernel)
+            if base is not None and is_hint(h.spec_name) and h.spec_name.startswith(base.spec_name + H.HINT_MARK):
+                tried.setdefault(h.kernel, []).append(h)
+        todo: list[Job] = []
+        for kid, base in bases.items():
+            mine = tried.get(kid, [])
+            if any(h.outcome in PASSES for h in mine):
+                continue
+            left = budget - len(mine)
+            if left <= 0:
+                continue
+            required, available = H.ub_overflow(base.result.error)
+            required = H.calibrated_required(base.spec, required, [
+                (h.spec, (H.ub_overflow(h.result.error) or (None,))[0]) for h in mine])
+            want = left if round_no == 2 else max(1, (budget + 1) // 2)
+            configs = H.ub_candidates(base.spec, tiles[kid], required, available, want,
+                                      tried=[H.config_of(h.spec, base.spec) for h in mine])
+            for i, config in enumerate(configs):
+                spec = H.hint_spec(base.spec, config, len(mine) + i + 1)
+                key = compile_key(by_id[kid], spec, inventory, settings.cache_fields(), compiler, root, by_id=by_id)
+                if use_cache and store.copy_cached(key, run_id, spec, timeout=settings.timeout,
+                                                   memory_mb=settings.memory_mb) is not None:
+                    out.cached += 1
+                    continue
+                todo.append(Job(kernel=by_id[kid], spec=spec, checkout=str(root), cache_key=key, id=len(todo),
+                                artifacts_dir=str(store.artifacts_dir(run_id, kid, spec.name))))
+        if not todo:
+            continue
+        progress = (progress_factory or NullProgress)(len(todo))
+        pool = WorkerPool(settings, jobs)
+        pool.on_start = progress.started
+        try:
+            for job, result in pool.run(todo):
+                record(store, run_id, result, spec=job.spec, key=job.cache_key, checkout=str(root),
+                       settings=settings)
+                out.compiles += 1
+                progress.add(result, job)
+        finally:
+            pool.close(kill=True)
+            progress.stop()
+    passing = {h.kernel for h in store.results(run_id, hints=True) if h.kernel in bases and h.outcome in PASSES}
+    out.found = len(passing)
+    out.seconds = time.time() - t0
+    say(out.line())
+    return out
 
 
 def _record(store, run_id, result, key, checkout, settings, summary, on_result, spec=None) -> None:
@@ -398,6 +503,7 @@ def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, r
             same = all(then.get(k.id) == k.source_hash for k in inventory.kernels)
         if same:
             store.mark_running(last.id, pid=os.getpid(), host=socket.gethostname())
+            store.note(last.id, resumed=1)
             store.add_kernels(last.id, inventory.kernels)
             return last.id, store.done(last.id)
         if resume:
@@ -405,6 +511,8 @@ def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, r
                             + ("finished" if last else "does not exist")
                             + (", used other settings or saw other sources" if last and last.status != "complete"
                                else ""))
+    from tritriage.specs.catalog import checkout_version
+
     run_id = store.new_run(
         checkout=checkout, commit=git_commit(checkout), triton_ascend=env.triton_ascend_version or env.triton_version,
         cann=env.cann_label, arch=settings.arch, python=settings.python, stages_available=env.stages,
@@ -415,11 +523,30 @@ def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, r
                   "bishengir": settings.binary.get("bishengir") if settings.binary.get("source") == "--bishengir"
                   else None,
                   "compilers": env.compilers,
+                  # What reports show besides results, as the scan saw it.
+                  "vllm_version": checkout_version(checkout),
+                  "catalog_entries": _catalog_entries(inventory, catalog_dirs),
                   "pid": os.getpid(), "host": socket.gethostname(),
                   "fingerprint": _fingerprint(settings, env)},
     )
     store.add_kernels(run_id, inventory.kernels)
     return run_id, set()
+
+
+def _catalog_entries(inventory: Inventory, catalog_dirs: Sequence[str | Path]) -> dict:
+    """Each kernel's test commands and unsupported mark from the catalog."""
+    from tritriage.specs.catalog import PACKAGE_CATALOG, load_catalog
+
+    try:
+        catalog = load_catalog([PACKAGE_CATALOG, *map(Path, catalog_dirs)])
+    except UserError:
+        return {}
+    out = {}
+    for k in inventory.kernels:
+        e = catalog.get(k)
+        if e is not None and (e.tests or e.unsupported):
+            out[k.id] = {"tests": list(e.tests), "unsupported": e.unsupported}
+    return out
 
 
 def _still_running(run) -> bool:
@@ -472,14 +599,8 @@ def select_results(results: list[StoredResult], *, kernel: str | None = None, fi
     files = files or {}
     chosen = list(results)
     if kernel:
-        ids = sorted({r.kernel for r in results})
-        exact = [i for i in ids if i == kernel]
-        matches = exact or [i for i in ids if i.rsplit(".", 1)[-1] == kernel or i.endswith("." + kernel)]
-        if not matches:
-            raise UserError(f"no kernel '{kernel}' in run: give a kernel id or bare name from `tritriage report`")
-        if len(matches) > 1:
-            raise UserError(f"kernel name '{kernel}' is ambiguous; give one of: {', '.join(matches)}")
-        chosen = [r for r in chosen if r.kernel == matches[0]]
+        kid = one_id((r.kernel for r in results), kernel, "the run")
+        chosen = [r for r in chosen if r.kernel == kid]
     if file:
         rel = file
         if checkout and os.path.isabs(file):
@@ -498,6 +619,46 @@ def select_results(results: list[StoredResult], *, kernel: str | None = None, fi
         chosen = [r for r in chosen if r.diagnosis is not None and
                   (r.diagnosis.cls.lower() == want or f"{r.diagnosis.cls}: {r.diagnosis.subclass}".lower() == want)]
     return chosen
+
+
+def _run_settings(run, python, timeout, memory_mb, adapter, bishengir) -> tuple[EnvReport, Settings]:
+    """The environment and settings to compile more of ``run`` with: the
+    scan's own, unless told otherwise."""
+    settings_in = run.settings or {}
+    python = resolve_python(python or settings_in.get("python") or run.python)
+    arch = settings_in.get("arch") or run.arch or DEFAULT_ARCH
+    # "" asks for the real adapter where the scan used a stand-in.
+    adapter = (adapter if adapter is not None else settings_in.get("adapter")) or None
+    bishengir = bishengir or settings_in.get("bishengir")
+    env = check_environment(python, arch=arch, adapter=adapter, bishengir=bishengir)
+    require(env)
+    settings = _settings(env, python=python, arch=arch,
+                         timeout=timeout or settings_in.get("timeout") or 120.0,
+                         memory_mb=memory_mb if memory_mb is not None else settings_in.get("memory_mb"),
+                         adapter=adapter)
+    return env, settings
+
+
+def hint(*, kernel: str, run_id: int | None = None, budget: int = 8, python: str | None = None,
+         jobs: int | None = None, timeout: float | None = None, store: Store | None = None,
+         progress_factory: ProgressFactory | None = None, say: Callable[[str], None] | None = None,
+         ) -> tuple[int, str, HintSummary]:
+    """Run the hint search for one kernel of a stored scan (default: the
+    latest); (run id, kernel id, summary).  Its compiles join that run."""
+    own_store = store is None
+    store = store or Store.open()
+    try:
+        run = run_of(store, run_id)
+        chosen = select_results(store.results(run.id), kernel=kernel, checkout=run.checkout)
+        kid = chosen[0].kernel
+        env, settings = _run_settings(run, python, timeout, None, None, None)
+        inventory = Inventory(root=run.checkout, kernels=tuple(store.kernels(run.id)))
+        summary = search_hints(store, run.id, inventory, settings, env.compiler_version, jobs=jobs, budget=budget,
+                               kernels=[kid], progress_factory=progress_factory, say=say)
+        return run.id, kid, summary
+    finally:
+        if own_store:
+            store.close()
 
 
 def rerun(
@@ -524,10 +685,7 @@ def rerun(
     own_store = store is None
     store = store or Store.open()
     try:
-        run = store.run(run_id) if run_id else store.latest_run()
-        if run is None:
-            raise UserError("no scan recorded yet: run `tritriage scan PATH` first" if not run_id
-                            else f"no run #{run_id} in {store.path}")
+        run = run_of(store, run_id)
         stored_kernels = {k.id: k for k in store.kernels(run.id)}
         results = store.results(run.id)
         chosen = select_results(results, kernel=kernel, file=file, failed=failed, cls=cls, checkout=run.checkout,
@@ -536,17 +694,7 @@ def rerun(
             raise UserError("no result of run #%d matches those filters" % run.id)
 
         settings_in = run.settings or {}
-        python = resolve_python(python or settings_in.get("python") or run.python)
-        arch = settings_in.get("arch") or run.arch or "Ascend910B"
-        # "" asks for the real adapter where the scan used a stand-in.
-        adapter = (adapter if adapter is not None else settings_in.get("adapter")) or None
-        bishengir = bishengir or settings_in.get("bishengir")
-        env = check_environment(python, arch=arch, adapter=adapter, bishengir=bishengir)
-        require(env)
-        settings = _settings(env, python=python, arch=arch,
-                             timeout=timeout or settings_in.get("timeout") or 120.0,
-                             memory_mb=memory_mb if memory_mb is not None else settings_in.get("memory_mb"),
-                             adapter=adapter)
+        env, settings = _run_settings(run, python, timeout, memory_mb, adapter, bishengir)
 
         # The checkout may have changed since the scan (that is why one reruns):
         # take kernels, and specs when they can be inferred, from it as it is now.
@@ -598,6 +746,7 @@ def rerun(
                 raise UserError(str(e)) from None
             finally:
                 pool.close(kill=True)
+                store.note(run.id, workers_lost=pool.restarts, compiles_retried=pool.retried)
         finally:
             progress.stop()
         for kid, spec_name, b, a in sorted(summary.changes):

@@ -10,6 +10,8 @@ JSON (``schema_version`` 1; keys always present, in this order)::
               (ISO 8601 UTC or null)},
       "totals": {"kernels", "entries", "helpers", "files", "passed", "failed", "no_spec", "not_run",
                  "flaky", "pairs", "failed_by": {stage or loader|timeout|crash|oom: kernels},
+                 (kernels[].hints: [{"for_spec", "found", "spec", "change", "ub_bits", "ub_available_bits",
+                  "tried": [str], "text", "triton_config", "repro"}]: how to port, from a hint search)
                  "failed_helpers" (helpers counted as failed through a failing caller)},
       "kernels": [{
           "id", "name", "qualname", "module", "file", "line", "end_line",
@@ -83,15 +85,22 @@ def _kernel(view: ReportView, kv: KernelView) -> dict:
     return {
         "id": k.id, "name": k.name, "qualname": k.qualname, "module": k.module, "file": k.file, "line": k.line,
         "end_line": k.end_line, "kind": k.kind, "status": kv.status, "reason": kv.reason, "flaky": kv.flaky,
+        "platform_only": k.platform_only, "platform_reason": k.platform_reason or None,
         "calls": list(k.calls), "callers": list(kv.callers), "via": kv.via,
         "stages": _stages(kv.stages),
         "error": _error(kv.error),
         "specs": [{"name": s.name, "source": s.source, "origin": s.origin, "outcome": s.outcome,
                    "failed_stage": s.failed_stage, "flaky": s.flaky, "cached_from": s.cached_from,
                    "seconds": round(s.seconds, 3), "stages": _stages(s.stages), "error": _error(s.error),
-                   "spec_error": s.spec_error or None, "standins": list(s.standins)}
+                   "spec_error": s.spec_error or None, "standins": list(s.standins),
+                   "evaluated_as_ascend": list(s.ascend)}
                   for s in kv.specs],
         "tests": list(kv.tests),
+        # How to port: what a hint search found (never the verdict).
+        "hints": [{"for_spec": h.base_spec, "found": h.found, "spec": h.spec, "change": dict(h.change),
+                   "ub_bits": h.ub_bits, "ub_available_bits": h.ub_available_bits, "tried": list(h.tried),
+                   "text": h.text, "triton_config": h.config,
+                   "repro": view.repro_cmd(k.id, h.spec) if h.spec else None} for h in kv.hints],
         "repro": view.repro_cmd(k.id) if failing else None,
         "rerun": view.rerun_cmd(k.id) if k.kind != "helper" else None,
     }
@@ -105,7 +114,9 @@ def to_json_data(view: ReportView) -> dict:
                 "triton_ascend": run.triton_ascend, "cann": run.cann, "arch": run.arch, "python": run.python,
                 "stages_available": list(run.stages_available),
                 "compilers": dict((run.settings or {}).get("compilers") or {}), "status": run.status,
-                "started": _iso(run.started), "finished": _iso(run.finished)},
+                "started": _iso(run.started), "finished": _iso(run.finished),
+                # What the run went through: interrupted, resumed, workers_lost, compiles_retried.
+                "record": dict(getattr(run, "record", None) or {})},
         "totals": {"kernels": t.kernels, "entries": t.entries, "helpers": t.helpers, "files": t.files,
                    "passed": t.passed, "failed": t.failed, "no_spec": t.no_spec, "not_run": t.not_run,
                    "flaky": t.flaky, "pairs": t.pairs, "failed_by": dict(t.failed_by),

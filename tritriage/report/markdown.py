@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from tritriage.report.view import ReportView
+from tritriage.store import record_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_DETAIL_LINES = 40
@@ -127,7 +128,8 @@ def header(view: ReportView) -> list[tuple[str, str]]:
     return rows + [
         ("arch", run.arch or "unknown"),
         ("stages run", stages),
-        ("scan", f"run #{run.id}, {_when(run.started)}, {run.status}"),
+        ("scan", f"run #{run.id}, {_when(run.started)}, {run.status}"
+                 + (f" ({record_text(run.record)})" if getattr(run, "record", None) else "")),
         ("report", _when(view.generated)),
     ]
 
@@ -149,6 +151,11 @@ def _kernel_note(view: ReportView, kv) -> str:
     if kv.standins:
         # The verdict holds only as far as the stand-in matches the platform.
         note += " · loaded with a stand-in for " + ", ".join(code(n) for n in kv.standins)
+    ascend = tuple(dict.fromkeys(a for sp in kv.specs for a in sp.ascend))
+    if ascend:
+        note += " · evaluated as Ascend: " + ", ".join(code(a) for a in ascend)
+    if kv.kernel.platform_only:
+        note += f" · not used on Ascend ({kv.kernel.platform_only}-only: {kv.kernel.platform_reason})"
     return note
 
 
@@ -174,13 +181,25 @@ def _verdict_note(view: ReportView, kv) -> str:
         # "failed at frontend: frontend: ..." says the class twice.
         what = e.subclass if e.subclass and e.cls.lower() in (e.where, e.outcome.split("-")[0]) else e.title
         return (f" — {where}: {code(what)}{extra} · repro {code(view.repro_cmd(k.id))}"
-                f" · rerun {code(view.rerun_cmd(k.id))}")
+                f" · rerun {code(view.rerun_cmd(k.id))}" + _how_to_port(view, kv))
     label = "no spec" if kv.status == "no-spec" else "not run"
     reason = kv.reason
     for prefix in ("no spec: ", "not compiled: "):
         if reason.startswith(prefix):
             reason = reason[len(prefix):]
     return "".join(parts) + f" — {label}: {_inline(reason)}"
+
+
+def _how_to_port(view: ReportView, kv) -> str:
+    """The checklist's "how to port" part: a tested configuration, or what was tried."""
+    parts = []
+    for h in kv.hints:
+        if h.found:
+            parts.append(f"{_inline(h.text)} (`{view.repro_cmd(kv.kernel.id, h.spec)}`)"
+                         + (f"; as an Ascend config: {code(h.config)}" if h.config else ""))
+        else:
+            parts.append(f"no tile configuration tried passes ({len(h.tried)} tried)")
+    return (" · **how to port**: " + " | ".join(parts)) if parts else ""
 
 
 def _inline(text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 
 from tritriage.report.view import ReportView
+from tritriage.store import record_text
 
 _STYLE = {"passed": "green", "failed": "red", "no-spec": "yellow", "not-run": "dim"}
 
@@ -31,7 +32,8 @@ def print_report(view: ReportView, console) -> None:
     console.print(f"[bold]run #{run.id}[/] {escape(run.checkout)} @ {escape(run.commit or 'no commit')} "
                   f"({run.status}); triton-ascend {escape(run.triton_ascend or '?')}, CANN {escape(cann)}, "
                   + (f"binary stage: {escape(binary)}, " if binary else "")
-                  + f"{escape(run.arch or '?')}; stages run: {', '.join(run.stages_available) or '-'}",
+                  + f"{escape(run.arch or '?')}; stages run: {', '.join(run.stages_available) or '-'}"
+                  + (f"; {record_text(run.record)}" if getattr(run, "record", None) else ""),
                   highlight=False)
     # One table per source file, as the checklist has it: a file column
     # would eat half of an 80-column terminal.

@@ -31,6 +31,8 @@ is ``not-run`` (or ``no-spec`` when every caller is).
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import re
 import time
@@ -76,6 +78,8 @@ class ErrorView:
 
 # What the loader prints when it uses a stand-in (sandbox/loader.py).
 _STANDIN = re.compile(r"\[tritriage\] loader: (\S+) is bound only at run time")
+# What the Ascend-host emulation answered while loading the kernel (sandbox/loader.py).
+_ASCEND = re.compile(r"\[tritriage\] loader: evaluated as Ascend: (.+)")
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class SpecView:
     error: ErrorView | None = None
     spec_error: str = ""  # first line of a spec-error
     standins: tuple[str, ...] = ()  # run-time names the loader replaced (vllm.platforms.current_platform)
+    ascend: tuple[str, ...] = ()  # answers of the emulated Ascend host: "current_platform.is_cuda() -> False"
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class KernelView:
     callers: tuple[str, ...] = ()  # entry kernels that call this helper
     via: str | None = None  # the failing caller a helper's status follows
     tests: tuple[str, ...] = ()
+    hints: tuple = ()  # HintView per spec a hint search ran for (report/hints.py); never the verdict
 
     @property
     def id(self) -> str:
@@ -194,6 +200,7 @@ class Totals:
     failed_helpers: int  # helpers counted in ``failed`` through a failing caller
     flaky: int
     pairs: int  # kernel/spec results stored
+    not_used_on_ascend: int = 0  # kernels listed but out of the totals (Kernel.platform_only)
 
 
 @dataclass(frozen=True)
@@ -215,8 +222,8 @@ class ReportView:
         extra = "" if self.latest else f" --run {self.run.id}"
         return f"tritriage rerun --kernel {kernel_id}{extra}"
 
-    def repro_cmd(self, kernel_id: str) -> str:
-        extra = "" if self.latest else f" --run {self.run.id}"
+    def repro_cmd(self, kernel_id: str, spec: str | None = None) -> str:
+        extra = (f" --spec {spec}" if spec else "") + ("" if self.latest else f" --run {self.run.id}")
         return f"tritriage repro --kernel {kernel_id} --compile-only{extra}"
 
 
@@ -225,19 +232,9 @@ class ReportView:
 
 
 def resolve_run(store: Store, run_id: int | None = None) -> Run:
-    from tritriage.errors import UserError
+    from tritriage.select import run_of
 
-    if run_id is None:
-        run = store.latest_run()
-        if run is None:
-            raise UserError("no scan recorded yet: run `tritriage scan PATH` first")
-        return run
-    run = store.run(run_id)
-    if run is None:
-        known = [r.id for r in store.runs()]
-        some = ", ".join(str(i) for i in known[:10]) or "none"
-        raise UserError(f"no run #{run_id} in {store.path} (runs: {some})")
-    return run
+    return run_of(store, run_id)
 
 
 def previous_run(store: Store, run: Run) -> Run | None:
@@ -257,12 +254,12 @@ def build_view(store: Store, run: Run, *, catalog=None, clean_text=None) -> Repo
     diagnostic shown (default: ``tritriage.classify.clean``).
     """
     notes: list[str] = []
+    if catalog is None and "catalog_entries" in (run.settings or {}):
+        catalog = _StoredCatalog(run.settings["catalog_entries"])
     if catalog is None:
         catalog, note = _load_catalog(run)
         if note:
             notes.append(note)
-    if clean_text is None:
-        clean_text = _default_clean
 
     stored = store.results(run.id)
     kernels = sorted(store.kernels(run.id), key=lambda k: (k.file, k.line, k.id))
@@ -280,10 +277,17 @@ def build_view(store: Store, run: Run, *, catalog=None, clean_text=None) -> Repo
     filtered = _kernel_filter(run.argv)
     views: dict[str, KernelView] = {}
     kmap = {k.id: k for k in kernels}
+    hint_results: dict[str, list[StoredResult]] = {}
+    for r in store.results(run.id, hints=True):
+        hint_results.setdefault(r.kernel, []).append(r)
     for k in kernels:
         if k.kind == "helper":
             continue
         views[k.id] = _entry_view(k, by_kernel.get(k.id, []), run, catalog, filtered, files_known, clean_text)
+        if k.id in hint_results:
+            from tritriage.report.hints import hint_views
+            views[k.id] = dataclasses.replace(views[k.id], hints=hint_views(k, by_kernel.get(k.id, []),
+                                                                            hint_results[k.id]))
 
     callers = _entry_callers(kernels)
     for k in kernels:
@@ -292,13 +296,16 @@ def build_view(store: Store, run: Run, *, catalog=None, clean_text=None) -> Repo
 
     ordered = tuple(views[k.id] for k in kernels)
     files = _files(ordered, _test_map(store, run.id), _test_verdicts(store, run))
-    root_causes = _root_causes(ordered)
-    totals = _totals(ordered, len(stored))
+    # Kernels an Ascend host never uses are listed, but neither pass nor fail.
+    used = tuple(k for k in ordered if not k.kernel.platform_only)
+    root_causes = _root_causes(used)
+    totals = dataclasses.replace(_totals(used, len(stored)), not_used_on_ascend=len(ordered) - len(used))
     latest = store.latest_run()
     from tritriage.specs.catalog import checkout_version
 
     return ReportView(run=run, latest=latest is not None and latest.id == run.id,
-                      vllm_version=checkout_version(run.checkout), kernels=ordered, files=files,
+                      vllm_version=(run.settings or {}).get("vllm_version", checkout_version(run.checkout)),
+                      kernels=ordered, files=files,
                       root_causes=root_causes, totals=totals, notes=tuple(notes))
 
 
@@ -306,6 +313,23 @@ def _default_clean(text: str) -> str:
     from tritriage.classify import clean
 
     return clean(text, max_frames=5)
+
+
+@dataclass(frozen=True)
+class _StoredEntry:
+    tests: tuple = ()
+    unsupported: str = ""
+
+
+class _StoredCatalog:
+    """The catalog as the scan read it (tests, unsupported marks), from the run record."""
+
+    def __init__(self, entries: dict):
+        self.entries = entries
+
+    def get(self, kernel: Kernel):
+        e = self.entries.get(kernel.id)
+        return _StoredEntry(tuple(e.get("tests") or ()), e.get("unsupported") or "") if e else None
 
 
 def _load_catalog(run: Run):
@@ -377,7 +401,11 @@ def _error(k: Kernel, r: StoredResult, run: Run, files_known: set[str], clean_te
     res = r.result
     raw = res.error or res.log
     try:
-        text = clean_text(raw) if raw else ""
+        # What the scan stored, unless a caller asks for its own cleaning.
+        if clean_text is None and d is not None and d.cleaned:
+            text = d.cleaned
+        else:
+            text = (clean_text or _default_clean)(raw) if raw else ""
     except Exception:  # noqa: BLE001 - a cleaning bug must not lose the report
         text = raw
     if not text.strip():
@@ -429,7 +457,8 @@ def _entry_view(k: Kernel, results: list[StoredResult], run: Run, catalog, filte
                               verdict=verdict, failed_stage=res.failed_stage, flaky=res.flaky,
                               cached_from=r.cached_from, seconds=res.seconds, stages=res.stages, error=err,
                               spec_error=spec_err,
-                              standins=tuple(dict.fromkeys(_STANDIN.findall(res.log or "")))))
+                              standins=tuple(dict.fromkeys(_STANDIN.findall(res.log or ""))),
+                              ascend=tuple(dict.fromkeys(a.strip() for a in _ASCEND.findall(res.log or "")))))
     failing = [s for s in specs if s.verdict == FAILED]
     passing = [s for s in specs if s.verdict == PASSED]
     spec_errors = [s for s in specs if s.verdict == "spec-error"]

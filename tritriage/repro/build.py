@@ -52,7 +52,8 @@ from typing import Sequence
 from tritriage.sandbox import stages
 from tritriage.sandbox.stages import HIVMC_STANDIN_BANNER, PASSES, TOOL_OF_STAGE
 from tritriage.errors import UserError
-from tritriage.model import Kernel
+from tritriage.model import Kernel, is_hint
+from tritriage.select import one_id, run_of
 from tritriage.repro.runtime import RESULT_TAG, TOOL_ENV
 from tritriage.store import Run, Store, StoredResult
 
@@ -81,20 +82,10 @@ def reproducer_command(kernel_id: str, spec_name: str | None = None, *, run_id: 
 
 def pick(store: Store, kernel: str, spec: str | None, run_id: int | None) -> tuple[Run, StoredResult, Kernel]:
     """The run, the stored result and the kernel record ``repro`` works from."""
-    run = store.run(run_id) if run_id else store.latest_run()
-    if run is None:
-        raise UserError(f"no run #{run_id} in {store.path}" if run_id
-                        else "no scan recorded yet: run `tritriage scan PATH` first")
-    results = store.results(run.id)
-    ids = sorted({r.kernel for r in results})
-    exact = [i for i in ids if i == kernel]
-    matches = exact or [i for i in ids if i.rsplit(".", 1)[-1] == kernel or i.endswith("." + kernel)]
-    if not matches:
-        raise UserError(f"no kernel '{kernel}' in run #{run.id}: give a kernel id or bare name from "
-                        f"`tritriage report`")
-    if len(matches) > 1:
-        raise UserError(f"kernel name '{kernel}' is ambiguous in run #{run.id}; give one of: {', '.join(matches)}")
-    kid = matches[0]
+    run = run_of(store, run_id)
+    # A hint's spec is stored like any: it can be reproduced too, when named.
+    results = store.results(run.id, hints=None if spec and is_hint(spec) else False)
+    kid = one_id((r.kernel for r in results), kernel, f"run #{run.id}")
     mine = [r for r in results if r.kernel == kid]
     if spec:
         chosen = [r for r in mine if r.spec_name == spec]

@@ -66,6 +66,8 @@ class StageResult(Record):
     seconds: float = 0.0
     command: tuple[str, ...] = ()  # external tool command line, when there is one
     artifact: str | None = None  # path of the stage's saved input, when it failed
+    # What the stage measured: ub_bits / ub_available_bits (binary stage).
+    metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,9 @@ CANN_MISSING = "CANN not found (ASCEND_HOME_PATH is not set)"
 # family's reference part (every 910B part has the same AI core and 192 KB of
 # unified buffer, which is what decides a binary-stage verdict).
 SOC_OF_FAMILY = {"Ascend910B": "Ascend910B3", "Ascend910_93": "Ascend910_9382"}
+# Unified buffer of one AI core, in bits, by SoC prefix (what bishengir-compile's
+# "bits available" says for these parts).
+UB_BITS = (("Ascend910_95", 2097152), ("Ascend910B", 1572864), ("Ascend910_93", 1572864))
 HIVMC_NOT_RUN = ("CANN's hivmc is not installed: ISA code generation not run (a stand-in hivmc answered "
                  "bishengir-compile's call; no object file was made)")
 LAUNCH_NOT_RUN = "a scan compiles only: launching needs an NPU and torch_npu (`tritriage test` runs kernels there)"
@@ -300,15 +303,52 @@ def hivmc_standin(workdir):
     os.makedirs(bindir, exist_ok=True)
     mark = os.path.join(workdir, "hivmc-standin-called")
     path = os.path.join(bindir, "hivmc")
+    # It keeps its input, bishengir-compile's optimized HIVM module: where the
+    # memory plan (what the kernel takes of the unified buffer) can be read.
     with open(path, "w") as f:
         f.write("#!/bin/sh\n"
                 "# %s\n"
                 'if [ "$1" = "--version" ]; then echo "hivmc (tritriage stand-in: not CANN)"; exit 0; fi\n'
                 'echo "%s" >&2\n'
                 'echo "$@" > "%s"\n'
-                "exit 0\n" % (HIVMC_STANDIN_BANNER, HIVMC_STANDIN_BANNER, mark))
+                'case "$1" in *.mlir) cp "$1" "%s" 2>/dev/null;; esac\n'
+                "exit 0\n" % (HIVMC_STANDIN_BANNER, HIVMC_STANDIN_BANNER, mark, hivm_module_path(workdir)))
     os.chmod(path, 0o755)
     return bindir, mark
+
+
+def hivm_module_path(workdir):
+    return os.path.join(workdir, "kernel.hivm.opt.mlir")
+
+
+def ub_bits_used(hivm_text):
+    """Bits of unified buffer the memory plan uses: the end of the furthest UB
+    buffer placed (``hivm.hir.pointer_cast(%c<offset>_i64, ...) : memref<...ub>``)."""
+    import re
+    sizes = {"f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i16": 2, "i8": 1, "i1": 1, "f64": 8, "i64": 8,
+             "f8E4M3FN": 1, "f8E5M2": 1, "ui8": 1, "ui16": 2, "ui32": 4}
+    end = None
+    for m in re.finditer(r"pointer_cast\(([^)]*)\)\s*:\s*memref<([0-9x]*?)x?([a-zA-Z]\w*)[,>][^\n]*?address_space<ub>",
+                         hivm_text):
+        offsets = [int(o) for o in re.findall(r"%c(\d+)(?:_i64)?", m.group(1))]
+        if not offsets:
+            continue
+        n = 1
+        for d in (m.group(2) or "").split("x"):
+            if d.isdigit():
+                n *= int(d)
+        size = n * sizes.get(m.group(3), 4)
+        top = max(offsets) + size
+        end = top if end is None else max(end, top)
+    return None if end is None else end * 8
+
+
+def ub_bits_available(arch):
+    soc = SOC_OF_FAMILY.get(arch, arch) or ""
+    for prefix, bits in UB_BITS:
+        if soc.startswith(prefix):
+            return bits
+    return None
 
 
 def use_local_bishengir(backend, plan, arch, workdir):
@@ -497,9 +537,9 @@ class Reporter:
         return Output(self.log_path)
 
 
-def stage_result(stage, status, reason="", seconds=0.0, command=(), artifact=None):
+def stage_result(stage, status, reason="", seconds=0.0, command=(), artifact=None, metrics=None):
     return {"stage": stage, "status": status, "reason": reason, "seconds": seconds,
-            "command": list(command), "artifact": artifact}
+            "command": list(command), "artifact": artifact, "metrics": dict(metrics or {})}
 
 
 def install_tool_hook(rep):
@@ -695,7 +735,8 @@ def compile_kernel(fn, spec, rep, arch=None, binary=None, blackbox=False, stop_a
             # the stand-in hivmc, which makes no object file by design: the
             # binary stage passed, ISA code generation did not run.
             last = stages[-1]
-            stages[-1] = stage_result("binary", PASSED, "", last["seconds"], last["command"])
+            stages[-1] = stage_result("binary", PASSED, "", last["seconds"], last["command"],
+                                      metrics=_ub_metrics(rep.workdir, arch or DEFAULT_ARCH))
             err = None
             module_out = None
         if err is not None and name == "binary" and binary.get("mode") == "bishengir":
@@ -731,6 +772,16 @@ def _triton_ascend_version():
     except Exception:  # noqa: BLE001
         import triton
         return getattr(triton, "__version__", "?")
+
+
+def _ub_metrics(workdir, arch):
+    try:
+        with open(hivm_module_path(workdir), encoding="utf-8", errors="replace") as f:
+            used = ub_bits_used(f.read())
+    except OSError:
+        return {}
+    available = ub_bits_available(arch)
+    return {k: v for k, v in (("ub_bits", used), ("ub_available_bits", available)) if v is not None}
 
 
 def _standin_only_missed_object(err, mark):
