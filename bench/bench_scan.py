@@ -67,6 +67,13 @@ def bench_vllm(root: Path, jobs: int | None, store_path: Path) -> None:
               f"specs: {first.prepare_seconds:.1f} s")
         print(f"compiler's own time, summed: {first.compiler_seconds:.1f} s")
         print_stage_times([r.result for r in results if (r.kernel, r.spec_name) in set(first.compiled)])
+        slots = jobs or os.cpu_count() or 1
+        hangs = [r.result for r in results if r.outcome == "timeout"]
+        hang_s = sum(r.seconds for r in hangs)
+        busy = first.compiler_seconds - sum(r.compiler_seconds for r in hangs)
+        print(f"efficiency (wall x {slots} / compiler-stage seconds, hangs apart): "
+              f"{(wall - hang_s / slots) * slots / max(busy, 1e-9):.2f}; hangs: {len(hangs)} costing "
+              f"{hang_s:.0f} worker-seconds ({first.hangs_suspected} suspected, {first.hangs_confirmed} retried)")
         if n:
             per = [r.result.seconds - r.result.compiler_seconds for r in results
                    if (r.kernel, r.spec_name) in set(first.compiled)]

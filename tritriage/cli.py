@@ -18,6 +18,7 @@ from typing import List, Optional
 import typer
 
 from tritriage.commands.validate import check
+from tritriage.commands.validate import shard as validate_shard
 from tritriage.errors import UserError
 
 app = typer.Typer(
@@ -109,6 +110,12 @@ def scan(
         help="cross-check frontend failures on upstream Triton (default: when `tritriage reference setup` was run)"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress, one summary line (for CI)"),
     new: bool = typer.Option(False, "--new", help="start a new run even if the last one was interrupted"),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N",
+                                        help="compile only the K-th of N shares of the kernel/spec pairs (a CI "
+                                             "matrix; `tritriage merge` joins the shards' report --json)"),
+    hang_budget: float = typer.Option(300.0, "--hang-budget", min=0,
+                                      help="seconds of compile-worker time to spend retrying suspected hangs with "
+                                           "the full --timeout at the end of the scan"),
     hints: int = typer.Option(8, "--hints", min=0, help="after the verdicts, compile up to N smaller tile "
                                                         "configurations of each kernel that overflows the unified "
                                                         "buffer, to find one that fits (0: none)"),
@@ -118,7 +125,7 @@ def scan(
 ):
     """Compile every entry kernel of PATH on triton-ascend, stage by stage, and store the verdicts."""
     check("scan", path=path, python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb,
-          kernel=kernel, catalog=catalog, bishengir=bishengir, hints=hints)
+          kernel=kernel, catalog=catalog, bishengir=bishengir, hints=hints, shard=shard)
     if collect_only:
         from tritriage.discover.inventory import discover
         from tritriage.report.inventory import print_inventory, summary_line
@@ -135,6 +142,7 @@ def scan(
         python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb, no_cache=no_cache,
         kernels=kernel or None, quiet=quiet, resume=False if new else None,
         catalog_dirs=[str(c) for c in (catalog or [])], bishengir=bishengir, hints=hints,
+        hang_budget=hang_budget, shard=validate_shard("--shard", shard),
     )
     if _use_reference(reference):
         kwargs["reference"] = True
@@ -355,6 +363,17 @@ def trace(
                            bench_configs=bench_configs, interpreter_fixes=not no_interpreter_fixes,
                            keep_records=keep_records)
     _exit(result.exit_code)
+
+
+@app.command()
+def merge(
+    files: List[Path] = typer.Argument(..., help="the `tritriage report --json` output of each shard"),
+    quiet: bool = typer.Option(False, "-q", "--quiet"),
+):
+    """Join the report --json outputs of a sharded scan (--shard K/N) into one run of the store."""
+    from tritriage.commands.merge import merge_command
+
+    _exit(merge_command(list(files), quiet=quiet))
 
 
 @app.command()

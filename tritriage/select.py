@@ -41,3 +41,18 @@ def one_id(ids: Iterable[str], name: str, where: str) -> str:
     if len(found) > 1:
         raise UserError(f"kernel name '{name}' is ambiguous in {where}; give one of: {', '.join(found)}")
     return found[0]
+
+
+def in_shard(kernel_id: str, spec_name: str, shard: tuple[int, int] | None) -> bool:
+    """Whether (kernel, spec) belongs to shard K of N (``--shard K/N``).
+
+    A hash of the pair's names: every machine of a CI matrix computes the same
+    split whatever its store holds, so that the shards together hold each
+    pair exactly once."""
+    if shard is None:
+        return True
+    import hashlib
+
+    k, n = shard
+    digest = hashlib.sha256(f"{kernel_id}|{spec_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n == k - 1

@@ -453,3 +453,33 @@ def test_black_box_fallback_runs_the_local_binary_stage_too(store):
         (_, r), = list(pool.run([job]))
     assert r.outcome == "passed-to-binary", r.error
     assert r.stage("binary").status == "passed" and r.stage("hivmc").status == "not-run"
+
+
+def test_a_compile_far_slower_than_its_history_is_a_suspected_hang_then_confirmed(store, monkeypatch):
+    # First scan: every kernel's compile time is known.  Then the adapter
+    # hangs on add_kernel: it is cut at its first budget (its own time times
+    # HANG_FACTOR, at least HANG_FLOOR) and retried with the full timeout at
+    # the end, which confirms the hang.
+    import tritriage.compile.scan as scan_mod
+
+    scan(store, kernels_filter=["add_kernel", "scale_kernel"])
+    monkeypatch.setattr(scan_mod, "HANG_FLOOR", 2.0)
+    monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", "add_kernel")
+    summary = scan(store, adapter=standin("hang"), kernels_filter=["add_kernel", "scale_kernel"], use_cache=False,
+                   timeout=8, hang_budget=100)
+    assert summary.hangs_suspected == 1 and summary.hangs_confirmed == 1
+    got = results(store, summary.run_id)
+    assert got["scale_kernel"].outcome == "passed-to-binary"
+    hung = got["add_kernel"]
+    assert hung.outcome == "timeout" and "timed out after 8 s" in hung.result.error, hung.result.error
+    assert "suspected hangs (1 retried" in summary.line()
+
+
+def test_first_budget_follows_history_and_never_cuts_a_cold_compile():
+    from tritriage.compile.scan import HANG_FACTOR, HANG_FLOOR, first_budget
+
+    assert first_budget(None, None, 120.0) == 120.0, "no history: the full timeout"
+    assert first_budget(0.5, None, 120.0) == HANG_FLOOR
+    assert first_budget(5.0, 0.5, 120.0) == HANG_FACTOR * 5.0, "its own time before the store's typical one"
+    assert first_budget(None, 3.0, 120.0) == HANG_FACTOR * 3.0
+    assert first_budget(60.0, None, 120.0) == 120.0

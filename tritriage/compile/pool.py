@@ -71,6 +71,9 @@ class Job:
     artifacts_dir: str | None = None
     cache_key: str = ""
     id: int = 0
+    # A first, shorter time budget (the hang policy, compile/scan.py); None:
+    # the settings' timeout.
+    timeout: float | None = None
 
     def wire(self, settings: Settings) -> dict:
         return {
@@ -81,7 +84,7 @@ class Job:
             "qualname": self.kernel.qualname,
             "spec": self.spec.to_dict(),
             "arch": settings.arch,
-            "timeout": settings.timeout,
+            "timeout": self.timeout or settings.timeout,
             "memory_mb": settings.memory_mb,
             "binary": dict(settings.binary),
             "adapter": settings.adapter,

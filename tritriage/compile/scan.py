@@ -17,6 +17,7 @@ reference cross-check alike.  Nothing here prints: the commands
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import os
@@ -35,7 +36,7 @@ from tritriage.compile.pool import Job, Settings, WorkerPool, WorkerStartError
 from tritriage.compile.environment import EnvReport, check_environment, doctor_lines, git_commit, require
 from tritriage.errors import UserError
 from tritriage.model import DEFAULT_ARCH, OUTCOMES, PASSES, STAGES, CompileResult, Diagnosis, Inventory, Kernel, Spec
-from tritriage.select import one_id, run_of
+from tritriage.select import in_shard, one_id, run_of
 from tritriage.store import Store, StoredResult
 
 
@@ -83,6 +84,8 @@ class ScanSummary:
     interrupted: bool = False
     prepare_seconds: float = 0.0  # discovery and specs (or their cached answer)
     hints: "HintSummary | None" = None  # the hint search after the verdicts (``--hints N``)
+    hangs_suspected: int = 0  # compiles past their first budget (the hang policy)
+    hangs_confirmed: int = 0  # of them, retried with the full timeout
 
     def line(self) -> str:
         parts = []
@@ -96,6 +99,9 @@ class ScanSummary:
             else:
                 parts.append(f"{o} {n}")
         extra = f", {self.flaky} flaky" if self.flaky else ""
+        if self.hangs_suspected:
+            extra += (f", {self.hangs_suspected} suspected hangs ({self.hangs_confirmed} retried with the full "
+                      f"timeout)")
         how = f"{len(self.compiled)} compiled, {self.cached} from cache" + (
             f", {self.resumed} already done" if self.resumed else "")
         nospec = f"; {len(self.no_spec)} entry kernels without a spec" if self.no_spec else ""
@@ -211,6 +217,8 @@ def run_scan(
     reference: bool = False,
     bishengir: str | None = None,
     hints: int = 0,
+    hang_budget: float = 300.0,
+    shard: tuple[int, int] | None = None,
 ) -> ScanSummary:
     """Compile every entry kernel of ``root`` with each of its specs; see the module docstring.
 
@@ -249,14 +257,15 @@ def run_scan(
         pairs: list[tuple[Kernel, Spec | None, str]] = []
         for k in entries:
             kspecs, problem = specs.get(k.id, ((), ""))
-            if problem:
+            if problem and in_shard(k.id, "default", shard):
                 pairs.append((k, None, problem))
-            elif not kspecs:
+            elif not kspecs and in_shard(k.id, "default", shard):
                 summary.no_spec.append(k.id)
             for s in kspecs:
-                pairs.append((k, s, ""))
+                if in_shard(k.id, s.name, shard):
+                    pairs.append((k, s, ""))
 
-        run_id, done = _open_run(store, checkout, settings, env, resume, argv, inventory, catalog_dirs)
+        run_id, done = _open_run(store, checkout, settings, env, resume, argv, inventory, catalog_dirs, shard)
         summary.run_id = run_id
         summary.resumed = sum(1 for k, s, _ in pairs if (k.id, s.name if s else "default") in done)
 
@@ -296,7 +305,8 @@ def run_scan(
                 # Slowest known compiles first, so that no long one ends the run alone.
                 took = store.compile_seconds()
                 jobs_todo.sort(key=lambda j: -took.get((j.kernel.id, j.spec.name), 0.0))
-                _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progress, on_result)
+                _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progress, on_result,
+                         hang_budget=hang_budget)
         finally:
             progress.stop()
         if reference:
@@ -345,13 +355,57 @@ def _cross_check(store: Store, run_id: int, inventory: Inventory, python: str, j
                    cached_from=r.cached_from, reference_decided=True)
 
 
-def _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progress, on_result) -> None:
+# The hang policy: a compile whose own history (or, lacking it, this store's
+# typical compile) says it should take t seconds gets HANG_FACTOR * t, at
+# least HANG_FLOOR, before it counts as a suspected hang; a cold compile with
+# no history gets the full timeout.  Suspects are retried with the full
+# timeout at the end of the run, as far as --hang-budget allows.
+HANG_FACTOR = 10.0
+HANG_FLOOR = 20.0
+
+
+def first_budget(own: float | None, typical: float | None, timeout: float) -> float:
+    base = own if own is not None else typical
+    if base is None:
+        return timeout
+    return min(timeout, max(HANG_FLOOR, HANG_FACTOR * base))
+
+
+def _typical(took: dict) -> float | None:
+    times = sorted(took.values())
+    if len(times) < 20:
+        return None
+    return times[int(0.9 * (len(times) - 1))]
+
+
+def _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progress, on_result,
+             hang_budget: float = 0.0) -> None:
+    took = store.compile_seconds()
+    typical = _typical(took)
+    jobs_todo = [dataclasses.replace(j, timeout=first_budget(took.get((j.kernel.id, j.spec.name)), typical,
+                                                             settings.timeout)) for j in jobs_todo]
     pool = WorkerPool(settings, jobs)
     pool.on_start = progress.started
+    suspects = []
     try:
         for job, result in pool.run(jobs_todo):
-            _record(store, run_id, result, job.cache_key, checkout, settings, summary, on_result, spec=job.spec)
+            if result.outcome == "timeout" and job.timeout < settings.timeout:
+                suspects.append(job)
+                result = dataclasses.replace(result, error=result.error + (
+                    f"\n\n[tritriage] hang suspected: no result within {job.timeout:g} s, "
+                    f"{HANG_FACTOR:g} times what this compile took before; "
+                    f"`tritriage rerun --kernel {job.kernel.id}` waits the full {settings.timeout:g} s"))
+            _record(store, run_id, result, job.cache_key, checkout, settings, summary, on_result, spec=job.spec,
+                    timeout=job.timeout)
             progress.add(result, job)
+        # Confirm suspected hangs with the full timeout, as far as the budget allows.
+        slots = max(1, jobs or os.cpu_count() or 1)
+        n = int(hang_budget * slots // max(settings.timeout, 1.0))
+        confirm = [dataclasses.replace(j, timeout=None) for j in suspects[:n]]
+        for job, result in pool.run(confirm):
+            record(store, run_id, result, spec=job.spec, key=job.cache_key, checkout=checkout, settings=settings)
+        summary.hangs_confirmed += len(confirm)
+        summary.hangs_suspected += len(suspects)
     except WorkerStartError as e:
         raise UserError(str(e)) from None
     finally:
@@ -363,14 +417,14 @@ def _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progre
 
 def record(store: Store, run_id: int, result: CompileResult, *, spec: Spec | None, key: str | None,
            checkout: str | None, settings: Settings | None = None, cached_from: int | None = None,
-           reference_decided: bool = False) -> tuple[CompileResult, Diagnosis | None]:
+           reference_decided: bool = False, timeout: float | None = None) -> tuple[CompileResult, Diagnosis | None]:
     """The one way a compile result enters the store: classify it, decide whose
     failure it is (``classify.verdict``), store it.  Scan, rerun, cached copies
     and the reference cross-check all come through here, so that the same
     compile output never gets two verdicts."""
     result, diagnosis = verdict(result, spec, checkout, reference_decided=reference_decided)
     store.add_result(run_id, result, diagnosis, key or None, spec=spec, cached_from=cached_from,
-                     timeout=settings.timeout if settings else None,
+                     timeout=timeout or (settings.timeout if settings else None),
                      memory_mb=settings.memory_mb if settings else None, classifier=classifier_version())
     return result, diagnosis
 
@@ -468,8 +522,9 @@ def search_hints(store: Store, run_id: int, inventory: Inventory, settings: Sett
     return out
 
 
-def _record(store, run_id, result, key, checkout, settings, summary, on_result, spec=None) -> None:
-    result, _ = record(store, run_id, result, spec=spec, key=key, checkout=checkout, settings=settings)
+def _record(store, run_id, result, key, checkout, settings, summary, on_result, spec=None, timeout=None) -> None:
+    result, _ = record(store, run_id, result, spec=spec, key=key, checkout=checkout, settings=settings,
+                       timeout=timeout)
     if key:
         summary.compiled.append((result.kernel, result.spec))
         summary.compiler_seconds += result.compiler_seconds
@@ -489,13 +544,15 @@ def _tally(store: Store, summary: ScanSummary) -> None:
 
 
 def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, resume: bool | None,
-              argv, inventory: Inventory, catalog_dirs: Sequence[str | Path] = ()) -> tuple[int, set]:
+              argv, inventory: Inventory, catalog_dirs: Sequence[str | Path] = (),
+              shard: tuple[int, int] | None = None) -> tuple[int, set]:
     """The run to write into, and the pairs it already holds."""
     if resume is not False:
         last = store.latest_run(checkout)
         same = last is not None and (last.status == "interrupted" or
                                      last.status == "running" and not _still_running(last)) and \
-            last.settings.get("fingerprint") == _fingerprint(settings, env)
+            last.settings.get("fingerprint") == _fingerprint(settings, env) and \
+            last.settings.get("shard") == (list(shard) if shard else None)
         if same:
             # Finished pairs of a checkout that has changed since are not worth
             # keeping in the same run (the cache still reuses what is unchanged).
@@ -526,6 +583,7 @@ def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, r
                   # What reports show besides results, as the scan saw it.
                   "vllm_version": checkout_version(checkout),
                   "catalog_entries": _catalog_entries(inventory, catalog_dirs),
+                  "shard": list(shard) if shard else None,
                   "pid": os.getpid(), "host": socket.gethostname(),
                   "fingerprint": _fingerprint(settings, env)},
     )

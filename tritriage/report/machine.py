@@ -93,7 +93,10 @@ def _kernel(view: ReportView, kv: KernelView) -> dict:
                    "failed_stage": s.failed_stage, "flaky": s.flaky, "cached_from": s.cached_from,
                    "seconds": round(s.seconds, 3), "stages": _stages(s.stages), "error": _error(s.error),
                    "spec_error": s.spec_error or None, "standins": list(s.standins),
-                   "evaluated_as_ascend": list(s.ascend)}
+                   "evaluated_as_ascend": list(s.ascend),
+                   "signature": dict(s.spec.signature) if s.spec else None,
+                   "constexprs": dict(s.spec.constexprs) if s.spec else None,
+                   "options": dict(s.spec.options) if s.spec else None}
                   for s in kv.specs],
         "tests": list(kv.tests),
         # How to port: what a hint search found (never the verdict).

@@ -98,6 +98,7 @@ class SpecView:
     spec_error: str = ""  # first line of a spec-error
     standins: tuple[str, ...] = ()  # run-time names the loader replaced (vllm.platforms.current_platform)
     ascend: tuple[str, ...] = ()  # answers of the emulated Ascend host: "current_platform.is_cuda() -> False"
+    spec: object = None  # the Spec itself (signature, constexprs, options)
 
 
 @dataclass(frozen=True)
@@ -458,7 +459,8 @@ def _entry_view(k: Kernel, results: list[StoredResult], run: Run, catalog, filte
                               cached_from=r.cached_from, seconds=res.seconds, stages=res.stages, error=err,
                               spec_error=spec_err,
                               standins=tuple(dict.fromkeys(_STANDIN.findall(res.log or ""))),
-                              ascend=tuple(dict.fromkeys(a.strip() for a in _ASCEND.findall(res.log or "")))))
+                              ascend=tuple(dict.fromkeys(a.strip() for a in _ASCEND.findall(res.log or ""))),
+                              spec=r.spec))
     failing = [s for s in specs if s.verdict == FAILED]
     passing = [s for s in specs if s.verdict == PASSED]
     spec_errors = [s for s in specs if s.verdict == "spec-error"]
@@ -488,6 +490,10 @@ def _entry_view(k: Kernel, results: list[StoredResult], run: Run, catalog, filte
     if run.status in ("running", "interrupted"):
         why = f"not compiled: the scan is {run.status} (run `tritriage scan {run.checkout}` again to resume)"
         return KernelView(k, "not-run", why, (), (), _full_stages((), "scan unfinished", run), tests=tests)
+    shard = (run.settings or {}).get("shard")
+    if shard:
+        why = f"not compiled here: another shard's (this run is shard {shard[0]}/{shard[1]}; `tritriage merge` joins them)"
+        return KernelView(k, "not-run", why, (), (), _full_stages((), "another shard", run), tests=tests)
     if filtered:
         why = "not compiled: the scan was limited to other kernels (--kernel)"
         return KernelView(k, "not-run", why, (), (), _full_stages((), "not selected", run), tests=tests)

@@ -1,0 +1,79 @@
+"""Sharded scans (--shard K/N) and `tritriage merge`: a CI matrix's pieces make one run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tritriage.commands.merge import merge_command
+from tritriage.compile.scan import run_scan
+from tritriage.errors import UserError
+from tritriage.model import Spec
+from tritriage.report.machine import to_json_data
+from tritriage.report.view import build_view
+from tritriage.select import in_shard
+from tritriage.store import Store
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+CHECKOUT = FIXTURES / "engine"
+
+
+def two_specs(kernel, inventory, root):
+    sig = {p.name: ("*fp32" if p.name.endswith("_ptr") else "i32") for p in kernel.params if not p.constexpr}
+    return [Spec(kernel=kernel.id, name=f"b{b}", source="catalog", signature=sig, constexprs={"BLOCK": b})
+            for b in (128, 1024)]
+
+
+def scan_json(home: Path, monkeypatch, **kw) -> dict:
+    monkeypatch.setenv("TRITRIAGE_HOME", str(home))
+    with Store.open() as store:
+        summary = run_scan(CHECKOUT, store=store, specs_fn=two_specs, jobs=2, timeout=60, **kw)
+        return to_json_data(build_view(store, store.run(summary.run_id)))
+
+
+def verdicts(doc: dict) -> dict:
+    out = {}
+    for k in doc["kernels"]:
+        e = k.get("error") or {}
+        out[k["id"]] = (k["status"], e.get("class"), e.get("fingerprint"),
+                        sorted((s["name"], s["outcome"]) for s in k["specs"]))
+    return out
+
+
+def test_shards_merged_give_the_unsharded_verdicts(tmp_path, monkeypatch):
+    whole = scan_json(tmp_path / "whole", monkeypatch)
+    parts = []
+    for k in (1, 2):
+        doc = scan_json(tmp_path / f"shard{k}", monkeypatch, shard=(k, 2))
+        assert doc["totals"]["pairs"] < whole["totals"]["pairs"], "a shard compiles only its share"
+        path = tmp_path / f"shard{k}.json"
+        path.write_text(json.dumps(doc))
+        parts.append(path)
+    monkeypatch.setenv("TRITRIAGE_HOME", str(tmp_path / "merged"))
+    assert merge_command(parts, quiet=True) == 0
+    with Store.open() as store:
+        merged = to_json_data(build_view(store, store.latest_run()))
+    assert verdicts(merged) == verdicts(whole)
+    assert merged["totals"]["pairs"] == whole["totals"]["pairs"]
+    assert [c["fingerprint"] for c in merged["root_causes"]] == [c["fingerprint"] for c in whole["root_causes"]]
+
+
+def test_the_split_is_the_same_everywhere_and_covers_every_pair_once():
+    pairs = [(f"k{i}", f"s{j}") for i in range(200) for j in range(3)]
+    for n in (1, 2, 5):
+        owners = [[k for k in range(1, n + 1) if in_shard(kid, spec, (k, n))] for kid, spec in pairs]
+        assert all(len(o) == 1 for o in owners)
+        sizes = [sum(1 for o in owners if o == [k]) for k in range(1, n + 1)]
+        assert min(sizes) > len(pairs) / n * 0.7, sizes
+
+
+def test_merge_refuses_what_is_not_a_shard_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITRIAGE_HOME", str(tmp_path / "home"))
+    bad = tmp_path / "x.json"
+    bad.write_text("{\"hello\": 1}")
+    with pytest.raises(UserError, match="not a `tritriage report --json` output"):
+        merge_command([bad])
+    with pytest.raises(UserError, match="no such file"):
+        merge_command([tmp_path / "missing.json"])
