@@ -79,14 +79,21 @@ def list_cmd(
 
 @app.command()
 def fetch(
-    version: str = typer.Argument(..., help="vLLM release, e.g. 0.8.5"),
-    dest: Optional[Path] = typer.Option(None, help="where to unpack (default: the data directory)"),
+    versions: List[str] = typer.Argument(..., metavar="VERSION...",
+                                         help="a vLLM release (0.8.5), or PROJECT==VERSION of any project on PyPI "
+                                              "(vllm-ascend==0.23.0, liger-kernel==0.8.5)"),
+    dest: Optional[Path] = typer.Option(None, help="where to unpack one (default: the data directory)"),
 ):
-    """Download vLLM VERSION's Python sources from PyPI (no install) and print their path."""
-    check("fetch", version=version, dest=dest)
-    from tritriage.discover.fetch import fetch_vllm
+    """Download Python sources from PyPI (no install) and print their path, one line each."""
+    for v in versions:
+        check("fetch", version=v)
+    check("fetch", dest=dest)
+    if dest and len(versions) > 1:
+        raise UserError("--dest takes one VERSION; without it each goes to the data directory")
+    from tritriage.discover.fetch import fetch as fetch_sources
 
-    print(fetch_vllm(version, dest))
+    for v in versions:
+        print(fetch_sources(v, dest))
 
 
 # --------------------------------------------------------------------------
@@ -110,6 +117,8 @@ def scan(
         help="cross-check frontend failures on upstream Triton (default: when `tritriage reference setup` was run)"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress, one summary line (for CI)"),
     new: bool = typer.Option(False, "--new", help="start a new run even if the last one was interrupted"),
+    plugin: Optional[Path] = typer.Option(None, "--plugin", help="the platform plugin's checkout (vllm-ascend): "
+                                                                 "which of PATH's kernels it replaces on Ascend"),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N",
                                         help="compile only the K-th of N shares of the kernel/spec pairs (a CI "
                                              "matrix; `tritriage merge` joins the shards' report --json)"),
@@ -125,7 +134,8 @@ def scan(
 ):
     """Compile every entry kernel of PATH on triton-ascend, stage by stage, and store the verdicts."""
     check("scan", path=path, python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb,
-          kernel=kernel, catalog=catalog, bishengir=bishengir, hints=hints, shard=shard)
+          kernel=kernel, catalog=catalog, bishengir=bishengir, hints=hints, shard=shard, hang_budget=hang_budget,
+          plugin=plugin)
     if collect_only:
         from tritriage.discover.inventory import discover
         from tritriage.report.inventory import print_inventory, summary_line
@@ -142,7 +152,7 @@ def scan(
         python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb, no_cache=no_cache,
         kernels=kernel or None, quiet=quiet, resume=False if new else None,
         catalog_dirs=[str(c) for c in (catalog or [])], bishengir=bishengir, hints=hints,
-        hang_budget=hang_budget, shard=validate_shard("--shard", shard),
+        hang_budget=hang_budget, shard=validate_shard("--shard", shard), plugin=str(plugin) if plugin else None,
     )
     if _use_reference(reference):
         kwargs["reference"] = True

@@ -15,7 +15,7 @@ def scan_command(path: str, *, python: str | None = None, jobs: int | None = Non
                  kernels: Sequence[str] | None = None, quiet: bool = False, resume: bool | None = None,
                  catalog_dirs: Sequence[str] = (), adapter: str | None = None, reference: bool = False,
                  bishengir: str | None = None, hints: int = 0, hang_budget: float = 300.0,
-                 shard: tuple[int, int] | None = None) -> int:
+                 shard: tuple[int, int] | None = None, plugin: str | None = None) -> int:
     """0 when the scan completed (failures are results, not errors)."""
     from rich.console import Console
 
@@ -38,7 +38,7 @@ def scan_command(path: str, *, python: str | None = None, jobs: int | None = Non
                                use_cache=not no_cache, kernels_filter=kernels,
                                progress_factory=factory(quiet, console), resume=resume, catalog_dirs=catalog_dirs,
                                adapter=adapter, say=say, env=env, reference=reference, bishengir=bishengir,
-                               hints=hints, hang_budget=hang_budget, shard=shard)
+                               hints=hints, hang_budget=hang_budget, shard=shard, plugin=plugin)
         except KeyboardInterrupt:
             console.print("\ninterrupted: every finished compile is stored; run the same scan again to resume")
             return 130

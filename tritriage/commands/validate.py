@@ -241,9 +241,20 @@ def bishengir(flag: str, value: str | None) -> None:
         raise UserError(f"{flag} {value}: not an executable file (give a bishengir-compile, or 'none')")
 
 
+_VERSION = r"\d+(\.\d+){1,3}([a-z]+\d*)?(\.post\d+)?(\.dev\d+)?"
+
+
 def version(flag: str, value: str | None) -> None:
-    if value is not None and not re.fullmatch(r"\d+(\.\d+){1,3}([a-z]+\d*)?(\.post\d+)?(\.dev\d+)?", value):
-        raise UserError(f"'{value}' is not a version (expected something like 0.8.5)")
+    """A vLLM version (0.8.5), or PROJECT==VERSION for any project on PyPI."""
+    if value is None:
+        return
+    if "==" in value:
+        project, _, ver = value.partition("==")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", project) or not re.fullmatch(_VERSION, ver):
+            raise UserError(f"'{value}' is not PROJECT==VERSION (e.g. liger-kernel==0.8.5)")
+        return
+    if not re.fullmatch(_VERSION, value):
+        raise UserError(f"'{value}' is not a version (expected something like 0.8.5, or PROJECT==VERSION)")
 
 
 def name(flag: str, value: str | None) -> None:
@@ -270,6 +281,7 @@ OPTIONS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "memory_mb": ("--memory-mb", memory_mb),
     "max_detail_lines": ("--max-detail-lines", non_negative),
     "hints": ("--hints", non_negative),
+    "hang_budget": ("--hang-budget", non_negative),
     "budget": ("--budget", _at_least_one),
     "max_bytes": ("--max-bytes", max_bytes),
     "run": ("--run", run_id),
@@ -280,6 +292,7 @@ OPTIONS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "rules": ("--rules", _each(rules_file)),
     "logs": ("LOG", _each(log_file)),
     "checkout": ("--checkout", directory),
+    "plugin": ("--plugin", directory),
     "python": ("--python", python),
     "bishengir": ("--bishengir", bishengir),
     "output": ("--output", output_file),

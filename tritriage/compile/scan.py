@@ -219,6 +219,7 @@ def run_scan(
     hints: int = 0,
     hang_budget: float = 300.0,
     shard: tuple[int, int] | None = None,
+    plugin: str | Path | None = None,
 ) -> ScanSummary:
     """Compile every entry kernel of ``root`` with each of its specs; see the module docstring.
 
@@ -265,7 +266,8 @@ def run_scan(
                 if in_shard(k.id, s.name, shard):
                     pairs.append((k, s, ""))
 
-        run_id, done = _open_run(store, checkout, settings, env, resume, argv, inventory, catalog_dirs, shard)
+        run_id, done = _open_run(store, checkout, settings, env, resume, argv, inventory, catalog_dirs, shard,
+                                 plugin)
         summary.run_id = run_id
         summary.resumed = sum(1 for k, s, _ in pairs if (k.id, s.name if s else "default") in done)
 
@@ -545,7 +547,7 @@ def _tally(store: Store, summary: ScanSummary) -> None:
 
 def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, resume: bool | None,
               argv, inventory: Inventory, catalog_dirs: Sequence[str | Path] = (),
-              shard: tuple[int, int] | None = None) -> tuple[int, set]:
+              shard: tuple[int, int] | None = None, plugin: str | Path | None = None) -> tuple[int, set]:
     """The run to write into, and the pairs it already holds."""
     if resume is not False:
         last = store.latest_run(checkout)
@@ -584,11 +586,27 @@ def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, r
                   "vllm_version": checkout_version(checkout),
                   "catalog_entries": _catalog_entries(inventory, catalog_dirs),
                   "shard": list(shard) if shard else None,
+                  "plugin": _plugin_record(inventory, plugin) if plugin else None,
                   "pid": os.getpid(), "host": socket.gethostname(),
                   "fingerprint": _fingerprint(settings, env)},
     )
     store.add_kernels(run_id, inventory.kernels)
     return run_id, set()
+
+
+def _plugin_record(inventory: Inventory, plugin: str | Path) -> dict:
+    """What the platform plugin replaces of this checkout's kernels on Ascend."""
+    from tritriage.discover.plugin import replaced_kernels, replacements
+
+    from tritriage.specs.catalog import checkout_version
+
+    root = Path(plugin).resolve()
+    found = replacements(root)
+    packages = sorted(p.name for p in root.iterdir() if (p / "__init__.py").is_file())
+    version = next((v for v in (checkout_version(root, p) for p in packages) if v), "")
+    return {"root": str(root), "version": version, "packages": packages, "assignments": len(found),
+            "replaced": {kid: {"by": r.by, "file": r.file, "line": r.line}
+                         for kid, r in replaced_kernels(inventory.kernels, found).items()}}
 
 
 def _catalog_entries(inventory: Inventory, catalog_dirs: Sequence[str | Path]) -> dict:

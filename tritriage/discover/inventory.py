@@ -216,7 +216,29 @@ class Resolver:
                     if tail != name:
                         return self.follow(tail, depth + 1)
                 return name
+        # Outside the checkout: the well-known re-exports (data/reexports.yaml).
+        for i in range(len(parts), 0, -1):
+            target = _known_reexports().get(".".join(parts[:i]))
+            if target is not None:
+                return self.follow(".".join([target] + parts[i:]), depth + 1)
         return name
+
+
+# Shared with the kernel loader, which must resolve the same names.
+REEXPORTS = Path(__file__).resolve().parents[1] / "sandbox" / "reexports.json"
+_REEXPORTS: dict[str, str] | None = None
+
+
+def _known_reexports() -> dict[str, str]:
+    global _REEXPORTS
+    if _REEXPORTS is None:
+        import json
+        try:
+            data = json.loads(REEXPORTS.read_text())
+            _REEXPORTS = {str(k): str(v) for k, v in data.items() if not k.startswith("_")}
+        except (OSError, ValueError, AttributeError):
+            _REEXPORTS = {}
+    return _REEXPORTS
 
 
 def _params(fn: ast.FunctionDef, src_of) -> tuple[Param, ...]:
@@ -494,7 +516,7 @@ def _collect_sites(tree, res: FileResult, src_of, raw, launch_names: frozenset |
                 if isinstance(sub, ast.stmt) and not isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                     aliases_only(sub, aliases)
 
-    def site(node, stack) -> LaunchSite:
+    def site(node, stack, guards) -> LaunchSite:
         lits = {}
         for k in node.keywords:
             if k.arg:
@@ -509,15 +531,22 @@ def _collect_sites(tree, res: FileResult, src_of, raw, launch_names: frozenset |
             args=tuple(src_of(a) for a in node.args),
             kwargs={k.arg: src_of(k.value) for k in node.keywords if k.arg},
             literal_kwargs=lits,
+            guards=tuple(guards),
         )
 
     # Visiting every node of a large file was the expensive part: descend only
     # into nodes whose line range holds a candidate launch line.
-    def walk(node, stack, aliases) -> None:
+    def walk(node, stack, aliases, guards=()) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 if holds(child):
                     walk(child, stack + [child.name], dict(aliases))
+                continue
+            if isinstance(child, ast.If) and holds(child):
+                test = src_of(child.test)
+                walk(ast.Module(body=[ast.Expr(child.test)], type_ignores=[]), stack, aliases, guards)
+                walk(ast.Module(body=child.body, type_ignores=[]), stack, aliases, (*guards, test))
+                walk(ast.Module(body=child.orelse, type_ignores=[]), stack, aliases, (*guards, f"not ({test})"))
                 continue
             has_line = hasattr(child, "lineno")
             if has_line and not holds(child):
@@ -532,8 +561,8 @@ def _collect_sites(tree, res: FileResult, src_of, raw, launch_names: frozenset |
                     targets = aliases.get(d) or [raw(child.func.value)]
                     targets = [t for t in targets if t and (launch_names is None or t.rsplit(".", 1)[-1] in launch_names)]
                     if targets:
-                        res.sites.append(RawSite(targets, site(child, stack)))
-            walk(child, stack, aliases)
+                        res.sites.append(RawSite(targets, site(child, stack, guards)))
+            walk(child, stack, aliases, guards)
 
     walk(tree, [], {})
 
@@ -655,7 +684,7 @@ class _Workers:
             self.pool.terminate()
 
 
-_CACHE_VERSION = "discover-1"
+_CACHE_VERSION = "discover-2"
 
 
 def discover(path: str | Path, jobs: int | None = None, *, use_cache: bool = True) -> Inventory:
@@ -687,6 +716,13 @@ def _cache_file(root: Path) -> Path:
 
 def _tree_key(files) -> str:
     h = hashlib.sha1(_CACHE_VERSION.encode())
+    # Discovery's own code and data decide the answer too.
+    here = Path(__file__).resolve()
+    for own in (here, REEXPORTS, *sorted((here.parents[1] / "data").glob("*.yaml"))):
+        try:
+            h.update(own.read_bytes())
+        except OSError:
+            pass
     for abspath, rel in files:
         try:
             st = os.stat(abspath)
@@ -871,6 +907,9 @@ def _discover(root: Path, files, jobs: int | None) -> Inventory:
             )
         )
     kernels.sort(key=lambda k: (k.file, k.line))
+    from tritriage.discover.platforms import mark_platform_only
+
+    kernels = mark_platform_only(kernels)
     return Inventory(
         root=str(root),
         kernels=tuple(kernels),

@@ -86,6 +86,7 @@ def _kernel(view: ReportView, kv: KernelView) -> dict:
         "id": k.id, "name": k.name, "qualname": k.qualname, "module": k.module, "file": k.file, "line": k.line,
         "end_line": k.end_line, "kind": k.kind, "status": kv.status, "reason": kv.reason, "flaky": kv.flaky,
         "platform_only": k.platform_only, "platform_reason": k.platform_reason or None,
+        "used_on_ascend": kv.used_on_ascend, "replaced_by": kv.replaced_by,
         "calls": list(k.calls), "callers": list(kv.callers), "via": kv.via,
         "stages": _stages(kv.stages),
         "error": _error(kv.error),
@@ -117,6 +118,10 @@ def to_json_data(view: ReportView) -> dict:
                 "triton_ascend": run.triton_ascend, "cann": run.cann, "arch": run.arch, "python": run.python,
                 "stages_available": list(run.stages_available),
                 "compilers": dict((run.settings or {}).get("compilers") or {}), "status": run.status,
+                # scan --plugin: the plugin, and the kernels used as is that fail (its work list).
+                "plugin": {"checkout": view.plugin,
+                           "version": ((run.settings or {}).get("plugin") or {}).get("version"),
+                           "gaps": list(view.plugin_gaps)} if view.plugin_gaps is not None else None,
                 "started": _iso(run.started), "finished": _iso(run.finished),
                 # What the run went through: interrupted, resumed, workers_lost, compiles_retried.
                 "record": dict(getattr(run, "record", None) or {})},

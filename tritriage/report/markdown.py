@@ -121,6 +121,11 @@ def header(view: ReportView) -> list[tuple[str, str]]:
         ("triton-ascend", run.triton_ascend or "unknown"),
         ("CANN", cann),
     ]
+    plugin = (run.settings or {}).get("plugin")
+    if plugin:
+        names = "/".join(plugin.get("packages") or ()) or "plugin"
+        rows.append(("plugin", f"{names} {plugin.get('version') or ''} ({code(plugin['root'])}): "
+                               f"replaces {len(plugin.get('replaced') or {})} of these kernels on Ascend"))
     if compilers.get("binary"):
         rows.append(("binary stage", compilers["binary"]))
     if compilers.get("hivmc"):
@@ -156,6 +161,9 @@ def _kernel_note(view: ReportView, kv) -> str:
         note += " · evaluated as Ascend: " + ", ".join(code(a) for a in ascend)
     if kv.kernel.platform_only:
         note += f" · not used on Ascend ({kv.kernel.platform_only}-only: {kv.kernel.platform_reason})"
+    if kv.replaced_by:
+        r = kv.replaced_by
+        note += (f" · replaced on Ascend by {code(r['by'])} ({r['file']}:{r['line']}): {r.get('verdict')}")
     return note
 
 
@@ -264,7 +272,11 @@ def context(view: ReportView, max_detail_lines: int = MAX_DETAIL_LINES) -> dict:
                "kernels": [view.by_id()[k].kernel.qualname for k in c.kernels], "fingerprint": c.fingerprint}
               for i, c in enumerate(view.root_causes)]
     return {"view": view, "run": view.run, "totals": view.totals, "header": header(view), "root_causes": causes,
-            "files": files, "notes": list(view.notes), "cut": "", "checked_means": stages_run(view.run)}
+            "files": files, "notes": list(view.notes), "cut": "", "checked_means": stages_run(view.run),
+            "plugin": view.plugin,
+            "plugin_gaps": None if view.plugin_gaps is None else [
+                {"name": view.by_id()[g].kernel.qualname, "file": view.by_id()[g].kernel.file,
+                 "why": view.by_id()[g].reason} for g in view.plugin_gaps]}
 
 
 def render_markdown(view: ReportView, *, template: str | Path | None = None,

@@ -114,6 +114,15 @@ class KernelView:
     via: str | None = None  # the failing caller a helper's status follows
     tests: tuple[str, ...] = ()
     hints: tuple = ()  # HintView per spec a hint search ran for (report/hints.py); never the verdict
+    # On Ascend (scan --plugin): how the platform plugin replaces it, if it does:
+    # {"by", "file", "line", "verdict"} (verdict: the replacement's, from the plugin's latest scan).
+    replaced_by: dict | None = None
+
+    @property
+    def used_on_ascend(self) -> str:
+        if self.kernel.platform_only:
+            return "not-used"
+        return "replaced" if self.replaced_by else "as-is"
 
     @property
     def id(self) -> str:
@@ -215,6 +224,10 @@ class ReportView:
     totals: Totals
     notes: tuple[str, ...] = ()
     generated: float = field(default_factory=time.time)
+    # With a plugin (scan --plugin): kernel ids used as is on Ascend that fail,
+    # with no replacement: the plugin team's work list.  None without a plugin.
+    plugin_gaps: tuple[str, ...] | None = None
+    plugin: str | None = None  # the plugin's checkout
 
     def by_id(self) -> dict[str, KernelView]:
         return {k.id: k for k in self.kernels}
@@ -295,6 +308,12 @@ def build_view(store: Store, run: Run, *, catalog=None, clean_text=None) -> Repo
         if k.kind == "helper":
             views[k.id] = _helper_view(k, [views[c] for c in callers.get(k.id, ()) if c in views], kmap, catalog)
 
+    plugin = (run.settings or {}).get("plugin") or {}
+    if plugin.get("replaced"):
+        verdicts = _plugin_verdicts(store, plugin.get("root"))
+        for kid, r in plugin["replaced"].items():
+            if kid in views:
+                views[kid] = dataclasses.replace(views[kid], replaced_by=dict(r, verdict=verdicts(r["by"])))
     ordered = tuple(views[k.id] for k in kernels)
     files = _files(ordered, _test_map(store, run.id), _test_verdicts(store, run))
     # Kernels an Ascend host never uses are listed, but neither pass nor fail.
@@ -307,7 +326,38 @@ def build_view(store: Store, run: Run, *, catalog=None, clean_text=None) -> Repo
     return ReportView(run=run, latest=latest is not None and latest.id == run.id,
                       vllm_version=(run.settings or {}).get("vllm_version", checkout_version(run.checkout)),
                       kernels=ordered, files=files,
-                      root_causes=root_causes, totals=totals, notes=tuple(notes))
+                      root_causes=root_causes, totals=totals, notes=tuple(notes),
+                      plugin=plugin.get("root"),
+                      plugin_gaps=tuple(k.id for k in used if k.kernel.kind != "helper" and k.status == "failed"
+                                        and not k.replaced_by) if plugin else None)
+
+
+def _plugin_verdicts(store: Store, root: str | None):
+    """The replacement's verdict, from the latest scan of the plugin: the kernel
+    it names, or the kernels the function it names launches."""
+    run = store.latest_run(root) if root else None
+    if run is None:
+        return lambda by: "plugin not scanned (`tritriage scan PLUGIN` gives the replacement's verdict)"
+    kernels = store.kernels(run.id)
+    results: dict[str, list[str]] = {}
+    for r in store.results(run.id):
+        results.setdefault(r.kernel, []).append(r.outcome)
+
+    def status(kid: str) -> str:
+        outs = results.get(kid, [])
+        if not outs:
+            return "not compiled"
+        return "passed" if all(o in PASSES for o in outs) else "failed"
+
+    def verdict(by: str) -> str:
+        if by in results:
+            return f"{status(by)} (run #{run.id})"
+        launched = [k.id for k in kernels if any(
+            f"{s.file[:-3].replace('/', '.')}.{(s.function or '').split('.')[0]}" == by for s in k.launch_sites)]
+        if not launched:
+            return "no Triton kernel (a Python or torch_npu path)"
+        return "; ".join(f"{kid.rsplit('.', 1)[-1]} {status(kid)}" for kid in launched) + f" (run #{run.id})"
+    return verdict
 
 
 def _default_clean(text: str) -> str:

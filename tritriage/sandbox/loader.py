@@ -162,22 +162,37 @@ def _standins() -> dict:
 
 
 class _StandIn:
-    """An object that answers what the data file says, and only that."""
+    """An object that answers what the data file says, and only that.
 
-    def __init__(self, qualified: str, entry: dict):
+    ``fallback`` (a real object, e.g. ``torch.cuda``) answers what the table
+    does not: only the platform questions are emulated, not the library.
+    """
+
+    def __init__(self, qualified: str, entry: dict, fallback: Any = None):
         self._qualified = qualified
         self._entry = entry
+        self._fallback = fallback
 
     def __getattr__(self, attr: str):
         if attr.startswith("__"):
             raise AttributeError(attr)
         methods = self._entry.get("methods", {})
         attributes = self._entry.get("attributes", {})
+        short = self._qualified.rpartition(".")[2] if self._qualified.startswith("vllm.") else self._qualified
         if attr in methods:
             value = _standin_value(methods[attr])
-            return lambda *args, **kwargs: value
+
+            def answer(*args, **kwargs):
+                _note(f"evaluated as Ascend: {short}.{attr}() -> {value!r}")
+                return value
+
+            return answer
         if attr in attributes:
-            return _standin_value(attributes[attr])
+            value = _standin_value(attributes[attr])
+            _note(f"evaluated as Ascend: {short}.{attr} -> {value!r}")
+            return value
+        if self._fallback is not None:
+            return getattr(self._fallback, attr)
         raise AttributeError(f"the loader's stand-in for {self._qualified} ({self._entry.get('describe', '')}) "
                              f"has no '{attr}': add it to tritriage/sandbox/runtime_standins.json")
 
@@ -194,15 +209,135 @@ def _standin_value(value):
     return value
 
 
+# Notes of the emulation, collected per name binding so that a kernel loaded
+# after another one that already bound the same module constant still says
+# which answers its own verdict rests on.
+_collectors: list[set[str]] = []
+
+
+def _pop_collector(notes: set[str]) -> None:
+    # By identity: two collectors with the same notes are equal sets.
+    for i in range(len(_collectors) - 1, -1, -1):
+        if _collectors[i] is notes:
+            del _collectors[i]
+            return
+
+
+def _note(text: str) -> None:
+    for c in _collectors:
+        c.add(text)
+
+
 def runtime_standin(module: str, name: str):
     """The stand-in for ``module.name`` when the data file has one, else None."""
-    entry = _standins().get(module, {}).get(name)
+    entry = _standins().get("modules", {}).get(module, {}).get(name)
     if not isinstance(entry, dict):
         return None
     # The compile log keeps this, so no verdict hides that a stand-in was used.
-    print(f"[tritriage] loader: {module}.{name} is bound only at run time by vLLM; "
-          f"using a stand-in: {entry.get('describe', '')}", file=sys.stderr)
+    _note(f"{module}.{name} is bound only at run time by the codebase; "
+          f"using a stand-in: {entry.get('describe', '')}")
     return _StandIn(f"{module}.{name}", entry)
+
+
+def host_helper(name: str, node: ast.AST | None = None):
+    """A function answering as on an Ascend host, for a device helper the table names."""
+    helpers = _standins().get("helpers", {})
+    if name not in helpers:
+        return None
+    value = _standin_value(helpers[name])
+
+    def helper(*args, **kwargs):
+        _note(f"evaluated as Ascend: {name}() -> {value!r}")
+        return value
+
+    helper.__name__ = helper.__qualname__ = name
+    return helper
+
+
+def host_constant(name: str):
+    """(True, value) for a platform flag the table names (IS_NPU...), else (False, None)."""
+    constants = _standins().get("constants", {})
+    if name not in constants:
+        return False, None
+    value = _standin_value(constants[name])
+    _note(f"evaluated as Ascend: {name} -> {value!r}")
+    return True, value
+
+
+_torch_view_module: types.ModuleType | None = None
+
+
+def _torch_view() -> types.ModuleType:
+    """torch as an Ascend host's kernel module sees it: torch.cuda has no device, torch.npu has one.
+
+    A plain ModuleType (triton accepts only that as a global module) whose
+    other attributes are the real torch's.
+    """
+    global _torch_view_module
+    if _torch_view_module is None:
+        torch = importlib.import_module("torch")
+        view = types.ModuleType("torch")
+        view.__dict__["__path__"] = getattr(torch, "__path__", [])
+        for attr, entry in _standins().get("torch", {}).items():
+            view.__dict__[attr] = _StandIn(f"torch.{attr}", entry, getattr(torch, attr, None))
+
+        def __getattr__(name: str):
+            return getattr(torch, name)
+
+        view.__getattr__ = __getattr__
+        _torch_view_module = view
+    return _torch_view_module
+
+
+def _torch_npu_module() -> types.ModuleType:
+    entry = _standins().get("torch_npu", {})
+    mod = types.ModuleType("torch_npu")
+    for k, v in entry.get("attributes", {}).items():
+        mod.__dict__[k] = _standin_value(v)
+    _note("evaluated as Ascend: import torch_npu -> the module an Ascend host has")
+    return mod
+
+
+_REEXPORTS: dict | None = None
+
+
+def _reexport(dotted: str) -> str | None:
+    """What a well-known re-export of Triton outside the checkout stands for
+    (``reexports.json``, shared with discovery)."""
+    global _REEXPORTS
+    if _REEXPORTS is None:
+        try:
+            with open(Path(__file__).resolve().parent / "reexports.json", encoding="utf-8") as f:
+                _REEXPORTS = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+        except (OSError, ValueError):
+            _REEXPORTS = {}
+    return _REEXPORTS.get(dotted)
+
+
+def _triton_alias(dotted: str) -> types.ModuleType | None:
+    """A triton-ascend extension module under a newer release's name, answered by the installed one."""
+    targets = _standins().get("triton_aliases", {}).get(dotted)
+    if not targets:
+        return None
+    found = []
+    for t in targets:
+        try:
+            found.append(importlib.import_module(t))
+        except ImportError:
+            continue
+    if not found:
+        return None
+    mod = types.ModuleType(dotted)
+
+    def __getattr__(name: str):
+        for m in found:
+            if hasattr(m, name):
+                return getattr(m, name)
+        raise AttributeError(f"{name}: in none of {', '.join(targets)} of the installed triton-ascend")
+
+    mod.__getattr__ = __getattr__
+    _note(f"evaluated as Ascend: {dotted} -> the installed triton-ascend's {' / '.join(m.__name__ for m in found)}")
+    return mod
 
 
 class _Unresolved(Exception):
@@ -455,6 +590,7 @@ class _Scope:
     failed: dict[str, LoaderError] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
     builtins: set[str] = field(default_factory=set)  # resolved to builtins: kept out of the namespace
+    notes: dict[str, set] = field(default_factory=dict)  # name -> emulated answers its value rests on
 
 
 def _catches_import_error(tr: ast.Try) -> bool:
@@ -594,6 +730,8 @@ class _Source:
     module: types.ModuleType
     kernels: dict = field(default_factory=dict)  # qualname -> JITFunction | LoaderError
     tests: dict = field(default_factory=dict)  # id(ast.If) -> bool | None
+    test_notes: dict = field(default_factory=dict)  # id(ast.If) -> emulated answers the test rests on
+    kernel_notes: dict = field(default_factory=dict)  # qualname -> emulated answers the kernel rests on
     scopes: dict = field(default_factory=dict)  # qualname of an enclosing function -> _Scope
 
     @property
@@ -728,10 +866,13 @@ class _Loader:
         key = ".".join(parts)
         cache = src.kernels
         if key in cache:
+            _say(src.kernel_notes.get(key, ()))
             value = cache[key]
             if isinstance(value, LoaderError):
                 raise value
             return value
+        notes: set[str] = set()
+        _collectors.append(notes)
         try:
             try:
                 value = self._bind_def(src, scope, node, qualname)
@@ -747,6 +888,10 @@ class _Loader:
         except LoaderError as e:
             cache[key] = e
             raise
+        finally:
+            _pop_collector(notes)
+            src.kernel_notes[key] = notes
+            _say(notes)
         cache[key] = value
         return value
 
@@ -757,6 +902,8 @@ class _Loader:
         s: _Scope | None = scope
         while s is not None:
             if name in s.done:
+                for t in s.notes.get(name, ()):
+                    _note(t)
                 return s.done[name]
             if name in s.failed:
                 raise s.failed[name]
@@ -767,6 +914,8 @@ class _Loader:
         if name in s.busy:
             raise LoaderError("circular definition", name=name, file=src.rel, line=line)
         s.busy.add(name)
+        notes: set[str] = set()
+        _collectors.append(notes)
         try:
             value = self._resolve_in(src, s, name, user=user, line=line)
         except LoaderError as e:
@@ -774,6 +923,10 @@ class _Loader:
             raise
         finally:
             s.busy.discard(name)
+            _pop_collector(notes)
+            s.notes[name] = notes
+            for t in notes:
+                _note(t)
         self._store(src, s, name, value, line=line, user=user)
         return value
 
@@ -792,6 +945,10 @@ class _Loader:
 
     def _resolve_in(self, src: _Source, scope: _Scope, name: str, *, user, line):
         bindings = scope.bindings.get(name, [])
+        if scope.parent is None:
+            emulated = self._host_answer(src, name, bindings)
+            if emulated is not None:
+                return emulated[0]
         if not bindings:
             for star in scope.stars:
                 if not self._star_provides(src, star, name):
@@ -838,6 +995,33 @@ class _Loader:
         assert last is not None
         raise LoaderError(last.reason, name=name, file=src.rel, line=line)
 
+    def _host_answer(self, src: _Source, name: str, bindings: list[_Binding]) -> tuple[Any] | None:
+        """(value,) where the checkout asks which device it runs on and the table answers as on Ascend.
+
+        Only a module-level definition the checkout makes itself, or imports
+        from outside it, is replaced: a device helper (``is_npu_available``)
+        by a function returning the table's answer, a flag (``IS_NPU``) by its
+        value.  A jit function of the same name is never replaced.
+        """
+        if not bindings:
+            return None
+        kinds = {b.kind for b in bindings}
+        outside = all(b.kind in ("importfrom", "import") and not self.in_checkout(
+            _absolute(b.node, src.package) or "" if b.kind == "importfrom" else b.alias.name) for b in bindings)
+        if kinds <= {"def"} or outside:
+            if any(_dotted(d.func if isinstance(d, ast.Call) else d) and
+                   _dotted(d.func if isinstance(d, ast.Call) else d)[-1] == "jit"
+                   for b in bindings if b.kind == "def" for d in b.node.decorator_list):
+                return None
+            fn = host_helper(name)
+            if fn is not None:
+                return (fn,)
+        if kinds <= {"assign"} or outside:
+            ok, value = host_constant(name)
+            if ok:
+                return (value,)
+        return None
+
     def _conditions_hold(self, src: _Source, scope: _Scope, b: _Binding) -> bool | None:
         """False when an enclosing ``if`` test evaluates against the binding's branch."""
         unknown = False
@@ -859,17 +1043,26 @@ class _Loader:
         """
         key = id(node)
         if key in src.tests:
+            for t in src.test_notes.get(key, ()):
+                _note(t)
             return src.tests[key]
         src.tests[key] = None  # a test that (indirectly) needs itself is unknown
         names = _statement_names(ast.Expr(node.test), src.evaluate_annotations)
         value: bool | None
+        notes: set[str] = set()
+        _collectors.append(notes)
         try:
             self._bind_names(src, scope, names.free(), names.chains, user=f"line {node.lineno}")
             code = compile(ast.Expression(node.test), str(src.path), "eval", flags=src.flags, dont_inherit=True)
             value = bool(eval(code, src.module.__dict__))
         except Exception:
             value = None
+        finally:
+            _pop_collector(notes)
         src.tests[key] = value
+        src.test_notes[key] = notes
+        for t in notes:
+            _note(t)
         return value
 
     def _undefined_reason(self, src: _Source, scope: _Scope, name: str) -> str:
@@ -969,6 +1162,8 @@ class _Loader:
         if dotted[-1] in _DROPPED_TRITON_DECORATORS:
             return False
         origin = self._import_origin(src, scope, dotted[0])
+        if origin is not None:
+            origin = _reexport(f"{origin}.{dotted[0]}") or origin
         if origin is not None and not origin.startswith("triton") and not self.in_checkout(origin):
             # functools.cache, torch.compile...: dropped without importing their package.
             return False
@@ -1080,6 +1275,24 @@ class _Loader:
                     # The module does not bind the name: report it at the import.
                     raise _Unresolved(f"imported from {base}: {e.reason}", import_failure=True) from None
                 raise _Unresolved(e.reason, inner=e) from None
+        if not self.in_checkout(base.split(".")[0]):
+            # A flag imported from a codebase this tree does not hold
+            # (``from vllm.triton_utils import HAS_TRITON`` in a plugin).
+            known, value = host_constant(name)
+            if known:
+                return value
+        target = _reexport(f"{base}.{name}")
+        if target is not None:
+            # vllm.triton_utils' triton and tl in a plugin: Triton itself.
+            try:
+                return importlib.import_module(target)
+            except ImportError:
+                parent, _, attr = target.rpartition(".")
+                try:
+                    return getattr(importlib.import_module(parent), attr)
+                except (ImportError, AttributeError) as e:
+                    raise _Unresolved(f"{base}.{name} is {target}, which does not import here: {e}",
+                                      import_failure=True) from None
         module = self._real_import(base)
         if hasattr(module, name):
             return getattr(module, name)
@@ -1122,6 +1335,8 @@ class _Loader:
         """``name`` looked up in module ``src``: a binding there, else a submodule."""
         scope = src.scope
         if name in scope.done:
+            for t in scope.notes.get(name, ()):
+                _note(t)
             return scope.done[name]
         if name not in scope.bindings and not any(self._star_provides(src, s, name) for s in scope.stars):
             sub = f"{src.dotted}.{name}"
@@ -1138,9 +1353,20 @@ class _Loader:
     def _real_import(self, dotted: str, top: bool = False):
         if dotted.split(".")[0] == "vllm":
             raise _Unresolved(f"module {dotted} is not in the checkout", import_failure=True)
+        if dotted == "torch" or top and dotted.split(".")[0] == "torch":
+            try:
+                importlib.import_module(dotted)
+                return _torch_view()
+            except ImportError as e:
+                raise _Unresolved(f"import of {dotted} failed: {e}", import_failure=True) from None
         try:
             mod = importlib.import_module(dotted)
         except ImportError as e:
+            if dotted == "torch_npu" or dotted.startswith("torch_npu."):
+                return _torch_npu_module()
+            alias = _triton_alias(dotted)
+            if alias is not None:
+                return alias
             raise _Unresolved(f"import of {dotted} failed: {e}", import_failure=True) from None
         except Exception as e:  # a package whose import itself crashes
             raise _Unresolved(f"import of {dotted} raised {type(e).__name__}: {e}"[:300],
@@ -1148,6 +1374,13 @@ class _Loader:
         if top:
             return sys.modules[dotted.split(".")[0]]
         return mod
+
+
+def _say(notes: Iterable[str]) -> None:
+    # The compile log keeps these lines (report/view.py reads them back), so
+    # no verdict hides an answer the Ascend emulation gave.
+    for t in sorted(notes):
+        print(f"[tritriage] loader: {t}", file=sys.stderr)
 
 
 def _find_def(stmts: list[ast.stmt], name: str):

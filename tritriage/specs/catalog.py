@@ -302,9 +302,9 @@ def check_entry(entry: Entry, kernel: Kernel) -> None:
                            "missing type for a non-constexpr parameter")
 
 
-def checkout_version(root: Path | str) -> str:
-    """vLLM's version as its wheel records it; empty for a bare git checkout."""
-    for rel in ("vllm/_version.py", "vllm/version.py"):
+def checkout_version(root: Path | str, package: str = "vllm") -> str:
+    """A package's version (vLLM's by default) as its wheel records it; empty for a bare git checkout."""
+    for rel in (f"{package}/_version.py", f"{package}/version.py"):
         p = Path(root) / rel
         try:
             m = re.search(r"""__version__\s*=\s*(?:version\s*=\s*)?['"]([^'"]+)['"]""", p.read_text())
@@ -343,6 +343,52 @@ def check_catalog(catalog: Catalog, inventory, root: Path | str | None = None) -
             continue
         if entry.params_fingerprint == params_fingerprint(kernel):
             check_entry(entry, kernel)
+            notes.extend(ascend_mismatches(entry, kernel, root))
+    return notes
+
+
+def ascend_launch_values(kernel: Kernel, root: Path | str) -> dict[str, dict]:
+    """Per constexpr a launch site computes from the platform: {value: why} as an Ascend host computes it.
+
+    Only values whose evaluation asked the emulated Ascend host count: a
+    literal or a shape says nothing about the platform.
+    """
+    from tritriage.specs.constexprs import _EVAL_ERRORS, _GUESSED, CallerEnv, _literal, as_ascend, host_eval
+
+    names = [p.name for p in kernel.params]
+    wanted = set(kernel.constexprs)
+    out: dict[str, dict] = {}
+    for site in kernel.launch_sites:
+        passed = dict(zip(names, site.args)) if not any(a.lstrip().startswith("*") for a in site.args) else {}
+        passed.update(site.kwargs)
+        env = None
+        for name, src in passed.items():
+            if name not in wanted or _literal(src)[0]:
+                continue
+            env = env or CallerEnv(Path(root), site)
+            try:
+                value, notes = host_eval(env.value, src)
+            except _EVAL_ERRORS:
+                continue
+            if notes and _GUESSED not in notes:
+                out.setdefault(name, {})[value] = f"{site.file}:{site.line} ({src}){as_ascend(notes)}"
+    return out
+
+
+def ascend_mismatches(entry: Entry, kernel: Kernel, root: Path | str) -> list[str]:
+    """Catalog values an Ascend launch would never pass (computed from the platform at every launch site)."""
+    try:
+        computed = ascend_launch_values(kernel, root)
+    except Exception:  # noqa: BLE001 - a launch site we cannot read says nothing against the entry
+        return []
+    notes = []
+    for spec in entry.specs:
+        for name, values in computed.items():
+            if name in spec.constexprs and spec.constexprs[name] not in values:
+                value, why = next(iter(values.items()))
+                notes.append(f"{entry.yaml_path}: {entry.qualname} spec {spec.name}: {name}: "
+                             f"{spec.constexprs[name]!r} is not what an Ascend launch passes ({value!r}, "
+                             f"{why}): stale for Ascend")
     return notes
 
 

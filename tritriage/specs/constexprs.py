@@ -20,6 +20,89 @@ from tritriage.model import Kernel, LaunchSite
 
 
 
+# --------------------------------------------------------------------------
+# the Ascend host, as launch sites see it (the loader's table: one source of answers)
+
+_STANDINS_FILE = Path(__file__).resolve().parent.parent / "sandbox" / "runtime_standins.json"
+_host_notes: list[str] = []
+_GUESSED = "?"  # marks an evaluation that took a branch it could not decide
+
+
+def _host_table() -> dict:
+    global _HOST
+    if _HOST is None:
+        import json
+
+        try:
+            _HOST = json.loads(_STANDINS_FILE.read_text())
+        except (OSError, ValueError):
+            _HOST = {}
+    return _HOST
+
+
+_HOST: dict | None = None
+
+
+class _HostAnswer:
+    """A function of the emulated Ascend host: returns the table's answer and notes it."""
+
+    def __init__(self, label: str, value):
+        self.label = label
+        self.value = value
+
+    def __call__(self, *args, **kwargs):
+        _host_notes.append(f"{self.label}() -> {self.value!r}")
+        return self.value
+
+
+class _HostObject:
+    """``current_platform`` and the like, answering as vllm-ascend's NPUPlatform does."""
+
+    def __init__(self, label: str, entry: dict):
+        self.label = label
+        self.entry = entry
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        if attr in self.entry.get("methods", {}):
+            return _HostAnswer(f"{self.label}.{attr}", self.entry["methods"][attr])
+        if attr in self.entry.get("attributes", {}):
+            value = self.entry["attributes"][attr]
+            _host_notes.append(f"{self.label}.{attr} -> {value!r}")
+            return value
+        raise AttributeError(attr)
+
+
+def host_name(name: str):
+    """What ``name`` is on an Ascend host, when the table says; KeyError otherwise."""
+    table = _host_table()
+    for entries in table.get("modules", {}).values():
+        if name in entries:
+            return _HostObject(name, entries[name])
+    if name in table.get("helpers", {}):
+        return _HostAnswer(name, table["helpers"][name])
+    if name in table.get("constants", {}):
+        value = table["constants"][name]
+        _host_notes.append(f"{name} -> {value!r}")
+        return value
+    raise KeyError(name)
+
+
+def host_eval(fn, *args):
+    """(value, notes): ``fn(*args)`` and the Ascend answers it consulted."""
+    start = len(_host_notes)
+    try:
+        return fn(*args), tuple(dict.fromkeys(_host_notes[start:]))
+    finally:
+        del _host_notes[start:]
+
+
+def as_ascend(notes) -> str:
+    notes = [n for n in notes if n != _GUESSED]
+    return "; evaluated as Ascend: " + ", ".join(notes) if notes else ""
+
+
 class _FakeConfig:
     def __init__(self, kwargs=None, num_warps=4, num_stages=2, num_ctas=1, **rest):
         self.kwargs = dict(kwargs or {})
@@ -108,11 +191,26 @@ def _safe_eval(node: ast.AST, env: dict[str, Any]):
             return env[node.id]
         if node.id in ("True", "False", "None"):
             return {"True": True, "False": False, "None": None}[node.id]
+        if isinstance(env, _LazyEnv):
+            return env[node.id]  # a helper of the checkout, or the Ascend host's answer
         raise KeyError(node.id)
     if isinstance(node, ast.Attribute):
         if node.attr in DTYPE_NAMES:
             return f"tl.{node.attr}"
+        if isinstance(node.value, ast.Name):
+            base = _safe_eval(node.value, env)
+            if isinstance(base, _HostObject):
+                return getattr(base, node.attr)
         raise KeyError(ast.unparse(node))
+    if isinstance(node, ast.BoolOp):
+        # Short-circuit as Python does: on Ascend ``is_cuda() and x`` is
+        # False whatever x is, and x (a tensor's dtype, say) need not be known.
+        result = None
+        for v in node.values:
+            result = _safe_eval(v, env)
+            if isinstance(node.op, ast.And) and not result or isinstance(node.op, ast.Or) and result:
+                return result
+        return result
     if isinstance(node, ast.UnaryOp):
         v = _safe_eval(node.operand, env)
         return {ast.USub: lambda x: -x, ast.UAdd: lambda x: +x, ast.Not: lambda x: not x}[type(node.op)](v)
@@ -126,9 +224,18 @@ def _safe_eval(node: ast.AST, env: dict[str, Any]):
         try:
             return _safe_eval(node.body, env) if _safe_eval(node.test, env) else _safe_eval(node.orelse, env)
         except (KeyError, TypeError, AttributeError, ValueError, ZeroDivisionError):
+            # Either branch is reachable (fp16 or fp32 queries): the value is a guess.
+            _host_notes.append(_GUESSED)
             return _safe_eval(node.body, env)
     if isinstance(node, ast.Call):
         name = _fname(node)
+        if isinstance(node.func, (ast.Name, ast.Attribute)):
+            try:
+                fn = _safe_eval(node.func, env)
+            except KeyError:
+                fn = None
+            if isinstance(fn, _HostAnswer):
+                return fn()
         args = [_safe_eval(a, env) for a in node.args]
         if name == "next_power_of_2":
             return _FakeTriton.next_power_of_2(args[0])
@@ -169,6 +276,7 @@ class CallerEnv:
 
     def __init__(self, root: Path, site: LaunchSite):
         self.site = site
+        self.root = root
         self.assigns: dict[str, list[tuple[int, ast.AST]]] = {}
         tree = parse_file(root, site.file)
         self.fn = find_function(tree, site.function) if tree is not None else None
@@ -188,6 +296,29 @@ class CallerEnv:
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                     self.assigns.setdefault(node.targets[0].id, []).append((node.lineno, node.value))
 
+    def helper(self, name: str):
+        """A function of the caller's module (or imported into it from the checkout)
+        whose body is one ``return EXPR``: a callable evaluating EXPR here
+        (``supports_pdl(device)`` -> ``current_platform.is_cuda() and ...``)."""
+        node = _single_return_function(self.root, self.site.file, name)
+        if node is None:
+            return None
+        env = CallerEnv(self.root, self.site)
+        env.assigns = {}
+        tree = parse_file(self.root, node[0])
+        if tree is not None:
+            for st in tree.body:
+                if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name):
+                    env.assigns.setdefault(st.targets[0].id, []).append((0, st.value))
+        expr = node[1]
+        outer = self
+
+        class _Call(_HostAnswer):
+            def __call__(self, *args, **kwargs):
+                return _safe_eval(expr, _LazyEnv(env, outer_depth_guard(outer)))
+
+        return _Call(name, None)
+
     def value(self, src: str):
         try:
             node = ast.parse(src, mode="eval").body
@@ -206,11 +337,49 @@ class _LazyEnv(dict):
         return key in self.env.assigns
 
     def __getitem__(self, key):
+        if key not in self.env.assigns and self.depth <= 8:
+            found = self.env.helper(key)
+            if found is not None:
+                return found
+            return host_name(key)
         if self.depth > 8 or key not in self.env.assigns:
             raise KeyError(key)
         # The last assignment before the launch is the one in force on the straight path.
         cands = [(ln, v) for ln, v in self.env.assigns[key] if ln <= self.env.site.line] or self.env.assigns[key]
         return _safe_eval(cands[-1][1], _LazyEnv(self.env, self.depth + 1))
+
+
+def outer_depth_guard(env) -> int:
+    return 4
+
+
+def _single_return_function(root: Path, rel: str, name: str, depth: int = 0):
+    """(file, return expression) of a module-level function ``name`` visible in ``rel``
+    whose body is a docstring and one ``return``; follows ``from X import name``
+    into the checkout."""
+    tree = parse_file(root, rel)
+    if tree is None or depth > 3:
+        return None
+    for st in tree.body:
+        if isinstance(st, ast.FunctionDef) and st.name == name:
+            body = [b for b in st.body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))]
+            if len(body) == 1 and isinstance(body[0], ast.Return) and body[0].value is not None:
+                return rel, body[0].value
+            return None
+    for st in tree.body:
+        if isinstance(st, ast.ImportFrom) and any((a.asname or a.name) == name for a in st.names):
+            a = next(a for a in st.names if (a.asname or a.name) == name)
+            if st.level:
+                parts = rel.split("/")[:-1]
+                parts = parts[: len(parts) - (st.level - 1)] if st.level > 1 else parts
+                base = "/".join(parts + (st.module.split(".") if st.module else []))
+            else:
+                base = (st.module or "").replace(".", "/")
+            for cand in (base + ".py", base + "/__init__.py"):
+                if (root / cand).is_file():
+                    return _single_return_function(root, cand, a.name, depth + 1)
+            return None
+    return None
 
 
 def _literal(src: str):

@@ -38,7 +38,9 @@ from tritriage.specs.constexprs import (
     _DtypeStr,
     _is_value,
     _literal,
+    as_ascend,
     first_autotune_config,
+    host_eval,
     heuristics_values,
 )
 from tritriage.specs.infer_ast import DTYPE_NAMES, _arg, _dtype_of, _fname, find_def, parse_file
@@ -901,10 +903,10 @@ def _constexpr_values(kernel: Kernel, facts, hints, root: Path, constexprs, opti
             if env is None:
                 env = CallerEnv(root, site)
             try:
-                val = env.value(src)
+                val, notes = host_eval(env.value, src)
                 if _is_value(val):
                     found[p.name] = (str(val) if isinstance(val, _DtypeStr) else val,
-                                     f"caller constant {site.file}:{site.line} ({src})")
+                                     f"caller constant {site.file}:{site.line} ({src}){as_ascend(notes)}")
             except _EVAL_ERRORS:
                 pass
 
