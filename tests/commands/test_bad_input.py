@@ -111,6 +111,9 @@ CASES = [
     (["scan", C, "--shard", "0/4"], "--shard 0/4: K must be between 1 and N"),
     (["scan", C, "--shard", "half"], "--shard half: expected K/N"),
     (["scan", C, "--hang-budget", "-1"], "--hang-budget"),
+    (["scan", C, "--plugin", "/nonexistent/vllm-ascend"], "--plugin /nonexistent/vllm-ascend: no such directory"),
+    (["fetch", "liger-kernel==x.y"], "is not PROJECT==VERSION"),
+    (["merge", "/nonexistent/shard.json"], "no such file"),
     (["scan", C, "--nonsense"], "No such option: --nonsense"),
     # rerun
     (["rerun", "--failed", "--timeout", "-1"], "--timeout -1: must be a positive"),

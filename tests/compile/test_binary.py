@@ -207,3 +207,27 @@ def test_a_hint_finds_the_largest_tile_that_fits_and_its_spec_compiles(tmp_path,
             again = run_scan(TILES, store=store, specs_fn=doubled, jobs=1, timeout=120)
             (r,) = store.results(again.run_id)
             assert r.outcome == "failed" and r.diagnosis.pattern == "ub-overflow"
+
+
+def test_a_kernel_that_fails_only_for_fp8_gets_a_hint_naming_the_dtype(tmp_path, monkeypatch):
+    # triton-ascend lowers no fp8 on a 910B: compiled with bf16 inputs
+    # instead, the kernel passes, so the gap is the dtype, not the kernel.
+    from tritriage.report.view import build_view
+
+    monkeypatch.setenv("TRITRIAGE_HOME", str(tmp_path / "home"))
+
+    def fp8(kernel, inventory, root):
+        if kernel.name != "row_sum_kernel":
+            return []
+        return [Spec(kernel=kernel.id, name="fp8", source="catalog",
+                     signature={"x_ptr": "*fp8e4nv", "y_ptr": "*fp32", "n_cols": "i32"}, constexprs={"BLOCK": 1024})]
+
+    with Store.open() as store:
+        summary = run_scan(TILES, store=store, specs_fn=fp8, jobs=1, timeout=120, hints=8)
+        (verdict,) = store.results(summary.run_id)
+        assert verdict.outcome == "failed" and verdict.diagnosis.pattern == "frontend-fp8-unsupported"
+        kv = build_view(store, store.run(summary.run_id)).by_id()[verdict.kernel]
+        assert kv.status == "failed", "a hint never changes the verdict"
+        (h,) = kv.hints
+        assert h.found and h.change == {"x_ptr": "*bf16"}
+        assert "bf16 in place of fp8" in h.text and "that is the gap, not the kernel" in h.text

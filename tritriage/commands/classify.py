@@ -22,17 +22,9 @@ HEADER_KEYS = ("source", "expect", "subclass", "location", "note")
 
 def read_log(path: Path) -> str:
     """A saved log as text, minus tritriage's own fixture header lines."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such log file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, not a log file") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
-    if b"\0" in data[:65536]:
-        raise UserError(f"{path}: a binary file, not a text log (give the compiler's or test's saved output)")
-    text = data.decode("utf-8", errors="replace")
+    from tritriage.commands.validate import _text
+
+    text = _text("", path, "a text log (give the compiler's or test's saved output)", strict=False)
     return strip_header(text)[1]
 
 

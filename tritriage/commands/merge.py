@@ -53,7 +53,7 @@ def _result(kid: str, s: dict) -> tuple[CompileResult, Diagnosis | None, Spec]:
 
 
 def merge_command(files: list[Path], *, quiet: bool = False) -> int:
-    from tritriage.store import Store
+    from tritriage.store import Store, writer_lock
 
     if not files:
         raise UserError("merge needs the `tritriage report --json` output of each shard")
@@ -78,7 +78,7 @@ def merge_command(files: list[Path], *, quiet: bool = False) -> int:
                     raise UserError(f"{path}: {k['id']} [{s['name']}] is also in {results[key][0]}: "
                                     "shards of one scan never compile a pair twice")
                 results[key] = (path, *_result(k["id"], s))
-    with Store.open() as store:
+    with writer_lock(what="merge"), Store.open() as store:
         run_id = store.new_run(
             checkout=first["checkout"], commit=first.get("commit"), triton_ascend=first.get("triton_ascend"),
             cann=first.get("cann"), arch=first.get("arch"), python=first.get("python"),

@@ -140,8 +140,9 @@ def _existing_parent(p: Path) -> Path:
     return p
 
 
-def _text(flag: str, value: str | Path, what: str) -> str:
-    """The text of a file the user named, or a one-line error saying why not."""
+def _text(flag: str, value: str | Path, what: str, strict: bool = True) -> str:
+    """The text of a file the user named, or a one-line error saying why not
+    (``strict``: UTF-8 or an error; else undecodable bytes are replaced)."""
     label = f"{flag} {value}" if flag else str(value)
     p = Path(value).expanduser()
     try:
@@ -154,6 +155,8 @@ def _text(flag: str, value: str | Path, what: str) -> str:
         raise UserError(f"{label}: cannot read: {e.strerror or e}") from None
     if b"\0" in data[:_SNIFF]:
         raise UserError(f"{label}: a binary file, not {what}")
+    if not strict:
+        return data.decode("utf-8", errors="replace")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

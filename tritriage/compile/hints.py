@@ -257,3 +257,36 @@ def calibrated_required(base: Spec, required: int, attempts: Iterable[tuple[Spec
         if predicted > 0:
             factor = max(factor, needed / predicted)
     return int(required * factor)
+
+
+# Failures with a known workaround a compile can test, by classifier pattern:
+# the workaround as a change to the spec.  A hint names what the gap is
+# (the dtype, the precision option), never a fix to the verdict.
+FP8_PATTERN = "frontend-fp8-unsupported"
+PRECISION_PATTERNS = ("npuoptions-missing-attr", "frontend-dot-precision")
+_FP8 = re.compile(r"fp8\w*|float8\w*")
+
+
+def variant_configs(pattern: str | None, spec: Spec) -> list[dict]:
+    """The spec changes that test a known workaround for ``pattern``'s failure."""
+    if pattern == FP8_PATTERN:
+        sig = {k: _FP8.sub("bf16", v) for k, v in spec.signature.items() if _FP8.search(str(v))}
+        consts = {k: "tl.bfloat16" for k, v in spec.constexprs.items()
+                  if isinstance(v, str) and _FP8.search(v)}
+        if sig or consts:
+            return [{"constexprs": consts, "signature": sig, "multibuffer": True, "why": "bf16 in place of fp8"}]
+    elif pattern in PRECISION_PATTERNS:
+        consts = {k: "ieee" for k, v in spec.constexprs.items() if "PRECISION" in k.upper() and v != "ieee"}
+        if consts:
+            return [{"constexprs": consts, "multibuffer": True, "why": "input_precision='ieee' passed explicitly"}]
+    return []
+
+
+def variant_spec(base: Spec, config: Mapping, n: int) -> Spec:
+    spec = hint_spec(base, config, n)
+    sig = {**base.signature, **(config.get("signature") or {})}
+    words = [f"{k}={v}" for k, v in {**(config.get("signature") or {}), **(config.get("constexprs") or {})}.items()]
+    return Spec(kernel=spec.kernel, name=spec.name, source="hint", signature=sig, constexprs=spec.constexprs,
+                options=spec.options, params_fingerprint=spec.params_fingerprint,
+                rules={"hint": f"for {base.name}: {config.get('why')}: " + ", ".join(words)},
+                origin=f"hint for spec {base.name}: {config.get('why')}")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from tritriage.discover.inventory import _dotted
 from tritriage.model import Kernel
 
 
@@ -33,17 +34,6 @@ class Replacement:
     line: int
     condition: str = ""  # the if-test it sits under, when it could not be decided
     applies: bool = True  # False: under a condition an Ascend (910B) host does not meet
-
-
-def _dotted(node: ast.AST) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
 
 
 def _host_constants() -> dict:

@@ -30,8 +30,9 @@ def _words(change: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in change.items()) or "as written"
 
 
-def _change(spec, base_constexprs: dict) -> dict:
-    change = {k: v for k, v in spec.constexprs.items() if base_constexprs.get(k) != v}
+def _change(spec, base_constexprs: dict, base_signature: dict | None = None) -> dict:
+    change = {k: v for k, v in spec.signature.items() if (base_signature or {}).get(k, v) != v}
+    change.update({k: v for k, v in spec.constexprs.items() if base_constexprs.get(k) != v})
     if spec.options.get("multibuffer", True) is False:
         change["multibuffer"] = False
     return change
@@ -51,7 +52,7 @@ def hint_views(kernel: Kernel, verdicts: list, hint_results: list) -> tuple[Hint
         base = bases[base_name]
         tried, passing = [], []
         for h in sorted(hs, key=lambda h: h.spec_name):
-            change = _change(h.spec, dict(base.spec.constexprs))
+            change = _change(h.spec, dict(base.spec.constexprs), dict(base.spec.signature))
             binary = h.result.stage("binary")
             metrics = dict(binary.metrics) if binary is not None else {}
             if h.outcome in PASSES:
@@ -67,13 +68,20 @@ def hint_views(kernel: Kernel, verdicts: list, hint_results: list) -> tuple[Hint
             ub, best, change, metrics = max(passing, key=lambda p: p[0])
             avail = metrics.get("ub_available_bits")
             use = f" (UB {ub:,} of {avail:,} bits)" if ub and avail else f" (UB {ub:,} bits)" if ub else ""
-            text = (f"passes the binary stage with {_words(change)}{use}; tried {len(hs)} "
-                    f"configuration{'s' if len(hs) != 1 else ''}")
+            # A tested workaround in the chain (compile/hints.py variant_configs)
+            # says what the first gap is: the dtype, the precision option.
+            whys = sorted({w for h in hs for w in [h.spec.origin.split(": ", 1)[-1]]
+                           if h.spec.origin and ("fp8" in w or "precision" in w)})
+            stage = "the binary stage" if best.result.stage("binary") is not None and \
+                best.result.stage("binary").status == "passed" else "every stage that ran"
+            text = (f"passes {stage} with {_words(change)}{use}"
+                    + (f"; {', '.join(whys)}: that is the gap, not the kernel" if whys else "")
+                    + f"; tried {len(hs)} configuration{'s' if len(hs) != 1 else ''}")
             config = _triton_config(kernel, best.spec) if kernel.autotune else None
             out.append(HintView(kernel.id, base_name, True, best.spec_name, change, ub or None, avail, tuple(tried),
                                 text, config))
         else:
-            text = (f"no configuration tried passes the binary stage; tried {len(hs)}: " + "; ".join(tried))
+            text = (f"no configuration tried passes every stage that ran; tried {len(hs)}: " + "; ".join(tried))
             out.append(HintView(kernel.id, base_name, False, None, {}, None, None, tuple(tried), text))
     return tuple(out)
 

@@ -206,7 +206,7 @@ def _how_to_port(view: ReportView, kv) -> str:
             parts.append(f"{_inline(h.text)} (`{view.repro_cmd(kv.kernel.id, h.spec)}`)"
                          + (f"; as an Ascend config: {code(h.config)}" if h.config else ""))
         else:
-            parts.append(f"no tile configuration tried passes ({len(h.tried)} tried)")
+            parts.append(f"no configuration tried passes ({len(h.tried)} tried)")
     return (" · **how to port**: " + " | ".join(parts)) if parts else ""
 
 
