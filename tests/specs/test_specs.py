@@ -187,6 +187,51 @@ def test_a_bad_spec_is_a_spec_problem_not_an_ascend_failure(small):
     assert "frontend rejects it" in v.reason
 
 
+def test_a_check_that_hangs_or_crashes_costs_that_check_only(tmp_path, monkeypatch):
+    # Spec checks run on the compile workers: their timeout and crash isolation hold here too.
+    from tritriage.specs import resolve
+
+    for name, act in (("hang", "time.sleep(600)"), ("crash", "os.kill(os.getpid(), signal.SIGSEGV)")):
+        _write(tmp_path, f"{name}.py", f'''
+            import os
+            import signal
+            import time
+
+            import triton
+            import triton.language as tl
+
+
+            def _scale():
+                {act}
+                return 2
+
+
+            SCALE = tl.constexpr(_scale())
+
+
+            @triton.jit
+            def {name}(x_ptr, BLOCK: tl.constexpr):
+                o = tl.arange(0, BLOCK)
+                tl.store(x_ptr + o, tl.load(x_ptr + o) * SCALE)
+            ''')
+    _write(tmp_path, "fine.py", '''
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def fine(x_ptr, BLOCK: tl.constexpr):
+            o = tl.arange(0, BLOCK)
+            tl.store(x_ptr + o, tl.load(x_ptr + o))
+        ''')
+    inv = discover(tmp_path)
+    pairs = [(k, infer_spec(k, inv, tmp_path)) for k in (_by_name(inv, n) for n in ("hang", "crash", "fine"))]
+    monkeypatch.setattr(resolve, "CHECK_TIMEOUT", 3.0)
+    hang, crash, fine = validate(pairs, tmp_path, jobs=2)
+    assert (hang.frontend, hang.error) == (False, "timeout: frontend ran past 3 s")
+    assert (crash.frontend, crash.error) == (False, "crash: frontend died by signal 11")
+    assert fine.frontend is True and fine.valid is True
+
+
 # --------------------------------------------------------------------------
 # the catalog: loading, errors, staleness
 

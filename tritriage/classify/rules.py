@@ -274,14 +274,20 @@ def _expand_codes(rx, cls, codes: dict) -> Any:
     return rx.replace(CODES_FIELD, "(?:" + "|".join(map(re.escape, mine)) + ")" if mine else "(?!x)x")
 
 
+def _listed(path: Path, data, key: str) -> list:
+    """``data[key]``, a rules file's non-empty list, or a one-line error."""
+    if not isinstance(data, dict):
+        raise _fail(path, "top level", f"must be a mapping with a '{key}' list")
+    raw = data.get(key)
+    if not isinstance(raw, list) or not raw:
+        raise _fail(path, key, "must be a non-empty list")
+    return raw
+
+
 def _load_patterns(path: Path, own_codes: bool = True) -> PatternSet:
     codes = _codes_cached(str(DEFAULT_CODES), _mtime(DEFAULT_CODES))
     data = _read_yaml(path)
-    if not isinstance(data, dict):
-        raise _fail(path, "top level", "must be a mapping with a 'patterns' list")
-    raw = data.get("patterns")
-    if not isinstance(raw, list) or not raw:
-        raise _fail(path, "patterns", "must be a non-empty list")
+    raw = _listed(path, data, "patterns")
     patterns: list[Pattern] = []
     seen: set[str] = set()
     for i, entry in enumerate(raw):
@@ -368,11 +374,7 @@ def _load_text_rules_cached(path: str) -> TextRules:
 
 def _load_text_rules(path: Path) -> TextRules:
     data = _read_yaml(path)
-    if not isinstance(data, dict):
-        raise _fail(path, "top level", "must be a mapping with a 'prefixes' list")
-    raw = data.get("prefixes")
-    if not isinstance(raw, list) or not raw:
-        raise _fail(path, "prefixes", "must be a non-empty list")
+    raw = _listed(path, data, "prefixes")
     prefixes = []
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):

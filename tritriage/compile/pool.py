@@ -6,6 +6,11 @@ user chose, feeds them ``Job``s from a queue (one thread per worker) and yields
 that dies (the server itself, not a compile child, which the worker handles)
 is restarted and its job recorded as a crash, so one bad compile never stops a
 scan.
+
+Spec checks (``specs/resolve.py`` ``validate``) go through the same pool: a
+``Job`` with ``stop_after="frontend"`` runs the frontend only, and
+``Settings.target="cuda"`` with the reference venv's python checks on upstream
+Triton (``compile/reference.py``).
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ class Settings:
     # falls back to when triton-ascend's internals differ (tests force it).
     blackbox: bool = False
     env: Mapping[str, str] = field(default_factory=dict)  # extra environment for the workers
+    # The compiler the workers' python holds: "ascend" (triton-ascend), or
+    # "cuda" (upstream Triton, the reference: spec checks only).
+    target: str = "ascend"
 
     def cache_fields(self) -> dict:
         """The settings that can change a verdict."""
@@ -74,6 +82,8 @@ class Job:
     # A first, shorter time budget (the hang policy, compile/scan.py); None:
     # the settings' timeout.
     timeout: float | None = None
+    # "frontend": a spec check, worded for a verdict (worker.check_job).
+    stop_after: str | None = None
 
     def wire(self, settings: Settings) -> dict:
         return {
@@ -91,7 +101,13 @@ class Job:
             "retry_crashes": settings.retry_crashes,
             "blackbox": settings.blackbox,
             "artifacts_dir": self.artifacts_dir,
+            "stop_after": self.stop_after,
+            "target": settings.target,
         }
+
+
+# How many fresh workers a job gets after its worker died under it.
+WORKER_RETRIES = 3
 
 
 class WorkerDied(Exception):
@@ -113,7 +129,7 @@ class WorkerProcess:
         # compiler would otherwise fill the pipe and stall the worker.
         self.stderr = tempfile.TemporaryFile(prefix="tritriage-worker-")
         self.proc = subprocess.Popen(
-            [settings.python, "-u", "-m", "tritriage.sandbox.worker"],
+            [settings.python, "-u", "-m", "tritriage.sandbox.worker", "--target", settings.target],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
             env=env, bufsize=0,
             start_new_session=True,  # Ctrl-C in the terminal is the tool's to handle
@@ -302,9 +318,12 @@ class WorkerPool:
                 if self.on_start is not None:
                     self.on_start(job)
                 result = None
-                # A worker that dies under a job gets one more chance on a fresh
-                # worker, as a crashing compile does: only a repeat is a verdict.
-                for attempt in range(2):
+                # A compile that crashes kills only its own child (the worker
+                # retries it once itself); a worker that dies under a job was
+                # killed from outside (the OOM killer, a user), which says
+                # nothing of the kernel: the job goes to a fresh worker, up to
+                # WORKER_RETRIES times, and only then is a crash recorded.
+                for attempt in range(1 + WORKER_RETRIES):
                     if worker is None:
                         try:
                             worker = self._start()

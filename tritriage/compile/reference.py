@@ -9,8 +9,9 @@ sound and the rejection is Ascend's.
 ``tritriage reference setup`` creates ``<data dir>/reference-venv`` (data dir:
 ``$TRITRIAGE_HOME`` or ``~/.local/share/tritriage``; ``$TRITRIAGE_REFERENCE``
 names another venv) and installs upstream
-``triton`` there; nothing else is needed since the loader and the frontend
-check use only the standard library and triton.
+``triton`` there; nothing else is needed since the compile worker
+(``sandbox/worker.py``, started there with ``--target cuda`` by ``specs/resolve.py``)
+uses only the standard library and triton.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tritriage.paths import data_dir
 from tritriage.errors import UserError
 
 # Recent enough for vLLM 0.33's kernels (tl.gather, tensor descriptors, ...),
-# and an ASTSource API (3.3+) that frontend.py speaks.
+# and an ASTSource API (3.3+) that the worker's spec check speaks (sandbox/worker.py).
 DEFAULT_VERSION = "3.6.0"
 
 

@@ -331,13 +331,17 @@ def run_scan(
     return summary
 
 
+REFERENCE_NOTE = "[reference]"
+
+
 def _cross_check(store: Store, run_id: int, inventory: Inventory, python: str, jobs, say) -> None:
     """Tell bad specs from Ascend gaps among the frontend failures (``--reference``)."""
     from tritriage.specs.resolve import validate
 
     by_id = inventory.by_id()
+    # Not those the reference already decided (a resumed scan's first half).
     failed = [r for r in store.results(run_id)
-              if r.kernel in by_id and r.failed_stage == "frontend"
+              if r.kernel in by_id and r.failed_stage == "frontend" and REFERENCE_NOTE not in r.result.error
               and (r.outcome == "failed" or (r.outcome == "spec-error" and SUSPECT_NOTE in r.result.error))]
     if not failed:
         return
@@ -349,7 +353,7 @@ def _cross_check(store: Store, run_id: int, inventory: Inventory, python: str, j
         for r, v in zip(failed, verdicts):
             if not v.cross_checked:
                 continue
-            note = f"\n\n[reference] {v.reason}"
+            note = f"\n\n{REFERENCE_NOTE} {v.reason}"
             outcome = "failed" if v.reference else "spec-error"
             error = r.result.error.replace(f"\n\n{SUSPECT_NOTE}", "")  # the reference decides now
             result = dataclasses.replace(r.result, outcome=outcome, error=error + note)
@@ -616,7 +620,7 @@ def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, r
                             + ("finished" if last else "does not exist")
                             + (", used other settings or saw other sources" if last and last.status != "complete"
                                else ""))
-    from tritriage.specs.catalog import checkout_version
+    from tritriage.specs.catalog import checkout_project, checkout_version
 
     run_id = store.new_run(
         checkout=checkout, commit=git_commit(checkout), triton_ascend=env.triton_ascend_version or env.triton_version,
@@ -630,6 +634,8 @@ def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, r
                   "compilers": env.compilers,
                   # What reports show besides results, as the scan saw it.
                   "vllm_version": checkout_version(checkout),
+                  # Title, test commands and catalog lookup follow the project.
+                  "project": dict(zip(("name", "version"), checkout_project(checkout))),
                   "catalog_entries": _catalog_entries(inventory, catalog_dirs),
                   "shard": list(shard) if shard else None,
                   "plugin": _plugin_record(inventory, plugin) if plugin else None,

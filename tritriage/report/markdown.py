@@ -7,6 +7,8 @@ A template receives:
 
 ``run``, ``view``, ``totals``
     the ``Run``, the whole ``ReportView`` and its ``Totals``
+``project``
+    the project and version the title names ("liger-kernel 0.8.5"), or ""
 ``header``
     list of (label, value) pairs: checkout, commit, versions, date
 ``root_causes``
@@ -245,6 +247,14 @@ def _cut_lines(text: str, max_lines: int) -> tuple[list[str], int]:
     return lines, 0
 
 
+def project(view: ReportView) -> str:
+    """The scanned project as the title names it: "vLLM 0.8.5", "liger-kernel 0.8.5", or ""."""
+    if view.vllm_version:
+        return f"vLLM {view.vllm_version}"
+    p = (view.run.settings or {}).get("project") or {}
+    return " ".join(x for x in (p.get("name"), p.get("version")) if x) if p.get("name") else ""
+
+
 def context(view: ReportView, max_detail_lines: int = MAX_DETAIL_LINES) -> dict:
     """The template context with every diagnostic cut to ``max_detail_lines``."""
     files = []
@@ -272,6 +282,7 @@ def context(view: ReportView, max_detail_lines: int = MAX_DETAIL_LINES) -> dict:
                "kernels": [view.by_id()[k].kernel.qualname for k in c.kernels], "fingerprint": c.fingerprint}
               for i, c in enumerate(view.root_causes)]
     return {"view": view, "run": view.run, "totals": view.totals, "header": header(view), "root_causes": causes,
+            "project": project(view),
             "files": files, "notes": list(view.notes), "cut": "", "checked_means": stages_run(view.run),
             "plugin": view.plugin,
             "plugin_gaps": None if view.plugin_gaps is None else [

@@ -7,7 +7,7 @@ The single home of this logic, shared three ways so that nothing drifts:
   so that its failure text -- and hence the classifier's class and
   fingerprint -- is the scan's by construction (``tests/test_repro.py``
   checks it on every failing vLLM kernel);
-* the spec check (``frontend.py``) stops after the frontend.
+* the spec check (the worker's frontend-only job, ``worker.check_job``) stops after the frontend.
 
 Hence the constraints: the standard library only at import time (the
 reproducer has no tritriage, and triton is imported where it is needed), and

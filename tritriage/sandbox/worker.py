@@ -1,7 +1,7 @@
 """The compile worker: runs inside the interpreter that has triton-ascend.
 
 It is started by the tool (``tritriage/compile/pool.py``) as
-``[python, "-u", "-m", "tritriage.sandbox.worker"]`` with ``PYTHONPATH``
+``[python, "-u", "-m", "tritriage.sandbox.worker", "--target", "ascend"]`` with ``PYTHONPATH``
 pointing at the directory that holds the ``tritriage`` package, so it must work
 in an environment that has triton-ascend and nothing else of tritriage's
 dependencies: like everything in ``tritriage/sandbox/`` it imports only the
@@ -15,9 +15,18 @@ channel and nothing else may write to it, so fd 1 is moved away at start and
 every compile child sends its output to a log file.
 
   worker → tool   {"op": "ready", "info": {...probe()...}}   once, after importing triton
-  tool → worker   {"op": "compile", "job": {...}}            see ``Job`` in engine.py
+  tool → worker   {"op": "compile", "job": {...}}            see ``Job.wire`` in compile/pool.py
   worker → tool   {"op": "result", "id": ..., "result": CompileResult dict}
   tool → worker   {"op": "exit"}                             (or EOF)
+
+The same server runs spec checks (``specs/resolve.py`` ``validate``): a job
+with ``"stop_after": "frontend"`` compiles only through the frontend and words
+a failure for a verdict's reason (``check_job``).  Started with ``--target
+cuda`` in the reference venv (upstream Triton, ``compile/reference.py``), it
+checks for ``GPUTarget("cuda", 90, 32)``, which needs no GPU, through the
+frontend and ``ttir``, so that "the reference compiles it" means more than
+parsing.  One fork server thus gives compiles and checks the same timeouts,
+memory watch and crash isolation.
 
 Why a fork server: importing triton costs more than most compiles, so the
 server imports it once and forks one child per compile.  The child is thrown
@@ -160,6 +169,12 @@ class _Recorder(stages.Reporter):
         super().tool_call(argv, saved_input, out_path, err_path, stage)
         self.event(tool=argv, input=saved_input, stage=stage, stdout=out_path, stderr=err_path)
 
+    exception = None
+
+    def failed(self, stage, e):
+        # A spec check words the exception itself (error_text), not the log.
+        self.exception = e
+
 
 # The most checkout files a server keeps parsed.
 MAX_PREPARSED = 600
@@ -225,6 +240,8 @@ def _installed_imports(names: set[str], checkout: str) -> list[str]:
 
 def compile_job(job: dict, rec: _Recorder) -> CompileResult:
     """Load the kernel, then compile it as ``stages`` does."""
+    if job.get("stop_after"):
+        return check_job(job, rec)
     t_start = time.time()
     rec.start("load")
     modules_before = set(sys.modules)
@@ -242,6 +259,148 @@ def compile_job(job: dict, rec: _Recorder) -> CompileResult:
         out = stages.compile_kernel(fn, job["spec"], rec, arch=job.get("arch"), binary=job.get("binary"),
                                     blackbox=job.get("blackbox"))
     return CompileResult.from_dict(dict(out, kernel=job["kernel"], spec=job["spec"].get("name", "default")))
+
+
+# --------------------------------------------------------------------------
+# the spec check: the frontend only, on triton-ascend or on upstream Triton
+
+
+class SpecMismatch(Exception):
+    """The spec does not name the kernel's parameters (stale or wrong)."""
+
+
+def check_job(job: dict, rec: _Recorder) -> CompileResult:
+    """Whether the frontend takes the job's spec: outcome ``passed``,
+    ``spec-error``, ``loader-error`` or ``failed``, with ``error_text``'s
+    wording (a verdict's one-line reason reads it, not the classifier)."""
+    t_start = time.time()
+    try:
+        _check(job, rec)
+        outcome, text = "passed", ""
+    except BaseException as e:  # noqa: BLE001 - every failure is a verdict
+        outcome = "loader-error" if type(e).__name__ == "LoaderError" else (
+            "spec-error" if isinstance(e, SpecMismatch) else "failed")
+        text = error_text(e)
+        if len(text) > 6000:
+            # The cause is at the end of a nested CompilationError: keep both ends.
+            text = text[:2000] + "\n[...]\n" + text[-4000:]
+    out = stages.result([], outcome, text, t_start=t_start)
+    return CompileResult.from_dict(dict(out, kernel=job["kernel"], spec=job["spec"].get("name", "default")))
+
+
+def _check(job: dict, rec: _Recorder) -> None:
+    """Load, specialize and run the frontend; raise on any failure."""
+    from tritriage.sandbox.loader import load_kernel
+
+    fn = stages.unwrap(load_kernel(job["checkout"], job["file"], job["qualname"]))
+    if job.get("target", "ascend") != "ascend":
+        _check_upstream(fn, job["spec"])
+        return
+    # Exactly what the scan's compile runs, up to the frontend.
+    res = stages.compile_kernel(fn, job["spec"], rec, arch=job.get("arch"), stop_after="frontend")
+    if rec.exception is not None:
+        raise rec.exception
+    if res["outcome"] == "spec-error":
+        raise SpecMismatch(res["error"])
+    if res["outcome"] not in stages.PASSES:
+        raise RuntimeError(res["error"])
+
+
+def _split(fn, spec):
+    # Upstream Triton's ASTSource takes ``constexprs=``, triton-ascend's
+    # ``constants=``: stages.build_source speaks only the latter.
+    sig_in = dict(spec.get("signature") or {})
+    const_in = dict(spec.get("constexprs") or {})
+    names = list(fn.arg_names)
+    unknown = sorted((set(sig_in) | set(const_in)) - set(names))
+    if unknown:
+        raise SpecMismatch(f"spec names parameters the kernel does not have: {', '.join(unknown)}")
+    signature, constants = {}, {}
+    for p in fn.params:
+        if p.is_constexpr or p.name in const_in:
+            if p.name in const_in:
+                constants[p.name] = stages.tl_value(const_in[p.name])
+            elif getattr(p, "has_default", False):
+                constants[p.name] = p.default
+            else:
+                raise SpecMismatch(f"no value for constexpr {p.name}")
+            signature[p.name] = "constexpr"
+        elif p.name in sig_in:
+            signature[p.name] = sig_in[p.name]
+        else:
+            raise SpecMismatch(f"no type for parameter {p.name}")
+    return signature, constants
+
+
+# Upstream's NVIDIA target: compiling for it through ttir needs no GPU.
+UPSTREAM_TARGET = ("cuda", 90, 32)
+
+
+def _check_upstream(fn, spec) -> None:
+    """Upstream Triton (the reference venv), for ``GPUTarget("cuda", 90, 32)``: frontend and ttir."""
+    from triton._C.libtriton import ir
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.compiler.compiler import make_backend
+
+    signature, constants = _split(fn, spec)
+    options = {k: v for k, v in (spec.get("options") or {}).items() if k in ("num_warps", "num_stages")}
+    target = GPUTarget(*UPSTREAM_TARGET)
+    backend = make_backend(target)
+    src = ASTSource(fn, signature=signature, constexprs=constants)
+    opts = backend.parse_options(options)
+    ctx = ir.context()
+    ir.load_dialects(ctx)
+    backend.load_dialects(ctx)
+    try:
+        codegen = backend.get_codegen_implementation(opts)
+    except TypeError:
+        codegen = backend.get_codegen_implementation()
+    module = src.make_ir(target, opts, codegen, backend.get_module_map(), ctx)
+    pipeline: dict = {}
+    try:
+        backend.add_stages(pipeline, opts, src.language)
+    except TypeError:
+        backend.add_stages(pipeline, opts)
+    if "ttir" in pipeline:
+        pipeline["ttir"](module, {"hash": "0", "target": target})
+
+
+def error_text(e: BaseException) -> str:
+    """The compiler's message, first line first; no frames of our own."""
+    name = type(e).__name__
+    msg = str(e).strip()
+    if "CompilationError" in name:
+        # triton-ascend's CompilationError can print as its args tuple
+        # (source, node, cause): put the cause last, where readers look.
+        if msg.startswith("(") and len(e.args) == 3 and isinstance(e.args[0], str):
+            node = e.args[1]
+            line = getattr(node, "lineno", 0)
+            src_lines = e.args[0].splitlines()
+            where = src_lines[line - 1].strip() if 0 < line <= len(src_lines) else ""
+            cause = e.args[2] if e.args[2] is not None else repr(e.__cause__)
+            return f"{src_lines[0] if src_lines else ''}\n  at line {line}: {where}\n{cause}"
+        cause = e.__cause__
+        if cause is not None and str(cause) not in msg:
+            # Upstream Triton chains the real error instead of printing it.
+            msg = f"{msg}\n{type(cause).__name__}: {str(cause).strip()}"
+        # A CompilationError raised inside a called jit helper nests the
+        # helper's error as a repr: bring its innermost cause to the last line.
+        import re
+        inner = re.findall(r"""(\w*(?:Error|Exception)\w*)\(\\?(['"])(.*?)\\?\2\)""", msg[-2000:], re.S)
+        if inner:
+            kind, _, text = inner[-1]
+            msg = f"{msg}\n{kind}: {text}"
+        return msg
+    if isinstance(e, SpecMismatch):
+        return f"spec: {msg}"
+    tb = traceback.extract_tb(e.__traceback__)
+    where = ""
+    for fr in reversed(tb):
+        if "/tritriage/" not in fr.filename:
+            where = f" ({fr.filename.rsplit('/site-packages/', 1)[-1]}:{fr.lineno})"
+            break
+    return f"{name}: {msg}{where}"
 
 
 _LIBC = None
@@ -736,7 +895,7 @@ def _progress(workdir: str) -> tuple[list[StageResult], str | None, dict | None]
     return stages, current, tool
 
 
-def _warm_up() -> None:
+def _warm_up(target: str = "ascend") -> None:
     """Import what every compile needs, once, before any fork."""
     import triton  # noqa: F401
     import triton.language  # noqa: F401
@@ -744,7 +903,7 @@ def _warm_up() -> None:
     from triton.compiler import ASTSource  # noqa: F401
     from triton.compiler import code_generator  # noqa: F401
     from triton.compiler.compiler import make_backend
-    make_backend(GPUTarget("npu", DEFAULT_ARCH, 0))
+    make_backend(GPUTarget(*UPSTREAM_TARGET) if target == "cuda" else GPUTarget("npu", DEFAULT_ARCH, 0))
     _libc()  # every child uses it (_die_with_server): dlopen once, here
     try:
         import tritriage.sandbox.loader  # noqa: F401
@@ -776,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the tool decides when we stop
     try:
-        _warm_up()
+        _warm_up(argv[argv.index("--target") + 1] if "--target" in argv else "ascend")
     except Exception:  # noqa: BLE001
         server.send({"op": "ready", "info": probe(), "error": traceback.format_exc()})
     else:

@@ -315,6 +315,45 @@ def checkout_version(root: Path | str, package: str = "vllm") -> str:
     return ""
 
 
+def checkout_project(root: Path | str) -> tuple[str, str]:
+    """(project, version) of a checkout: vLLM, else its packages or metadata; "" where unknown.
+
+    Distribution names differ from package names (liger-kernel ships
+    liger_kernel, fla-core ships fla), so a dist's own metadata wins, then the
+    ``PROJECT-VERSION`` tree ``tritriage fetch`` writes (wheels keep the
+    version only in their metadata, which fetch leaves out).
+    """
+    root = Path(root)
+    version = checkout_version(root)
+    if version:
+        return "vllm", version
+    for meta in sorted(root.glob("*.dist-info/METADATA")) + sorted(root.glob("*.egg-info/PKG-INFO")) + \
+            [root / "PKG-INFO"]:
+        try:
+            head = meta.read_text(errors="replace").split("\n\n", 1)[0]
+        except OSError:
+            continue
+        name = re.search(r"^Name:\s*(\S+)", head, re.M)
+        ver = re.search(r"^Version:\s*(\S+)", head, re.M)
+        if name and ver:
+            return name.group(1), ver.group(1)
+    try:
+        fetched = (root / ".complete").read_text().strip()
+    except OSError:
+        fetched = ""
+    if fetched and root.name.endswith(f"-{fetched}"):
+        return root.name[: -len(fetched) - 1], fetched
+    try:
+        packages = sorted(p.name for p in root.iterdir() if (p / "__init__.py").is_file())
+    except OSError:
+        packages = []
+    for p in packages:
+        v = checkout_version(root, p)
+        if v:
+            return p, v
+    return (packages[0] if len(packages) == 1 else ""), ""
+
+
 def check_catalog(catalog: Catalog, inventory, root: Path | str | None = None) -> list[str]:
     """Bind the catalog to a checkout; raise on entries that cannot be right.
 

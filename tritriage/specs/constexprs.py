@@ -295,6 +295,13 @@ class CallerEnv:
             for node in ast.walk(self.fn):
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                     self.assigns.setdefault(node.targets[0].id, []).append((node.lineno, node.value))
+                elif isinstance(node, ast.Assign):
+                    # `BLOCK_SIZE, num_warps = pick(...)` rebinds a parameter whose
+                    # default (often None) must not stand for the launched value.
+                    for t in node.targets:
+                        for n in ast.walk(t):
+                            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                                self.assigns.setdefault(n.id, []).append((node.lineno, None))
 
     def helper(self, name: str):
         """A function of the caller's module (or imported into it from the checkout)
@@ -346,6 +353,8 @@ class _LazyEnv(dict):
             raise KeyError(key)
         # The last assignment before the launch is the one in force on the straight path.
         cands = [(ln, v) for ln, v in self.env.assigns[key] if ln <= self.env.site.line] or self.env.assigns[key]
+        if cands[-1][1] is None:
+            raise KeyError(key)  # bound by unpacking, or a tensor: no value this evaluator knows
         return _safe_eval(cands[-1][1], _LazyEnv(self.env, self.depth + 1))
 
 

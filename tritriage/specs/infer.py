@@ -57,6 +57,7 @@ FLOAT_FNS = {
 }
 # Math functions upstream Triton accepts only on fp32/fp64.
 FP32_FNS = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "erf", "log1p", "expm1", "tanh", "floor", "ceil"}
+COMPUTED = "<computed>"  # a tl.dot operand that is no pointer's data as loaded (an fp32 product, say)
 INT_FNS = {"arange", "program_id", "num_programs", "cdiv", "multiple_of", "max_contiguous"}
 # Calls whose value is their first argument's (shape or layout changes only).
 PASS_FNS = {
@@ -125,6 +126,8 @@ class ParamFacts:
     store_like: set[str] = field(default_factory=set)  # pointers whose type this one shares
     elem_dtype: str | None = None  # from a .to(tl.pointer_type(tl.X)) or similar
     needs_fp32: bool = False  # loaded values reach tl.exp/tl.log... uncast
+    dot_peers: set[str] = field(default_factory=set)  # pointers feeding the other tl.dot operand
+    in_dot: bool = False  # loaded values reach a tl.dot operand uncast
     compared_with: list[Any] = field(default_factory=list)  # literals a constexpr is compared with
     uses: set[str] = field(default_factory=set)  # for constexprs: arange, bool, dtype
 
@@ -382,7 +385,43 @@ class BodyAnalysis:
     def run(self) -> Summary:
         for _ in range(3):  # element classes feed pointer choice and back
             self._pass()
+        self._fp32_rebinds()
         return Summary(self.params, self.constexprs, self.facts)
+
+    def _fp32_rebinds(self):
+        """``b = tl.zeros([B], dtype=tl.float32)`` then ``b = tl.load(p)``: Triton keeps
+        a variable's type through loops and branches, so ``p`` holds fp32."""
+        # Only where the two definitions meet at a loop or branch join: a plain
+        # reassignment in the same block may change the type.
+        for name, defs in self._block_defs().items():
+            if name in self.pset:
+                continue
+            blocks = [(ctx, line) for d, ctx, line in defs if _is_fp32_value(d)]
+            for d, ctx, line in defs:
+                if not any(_joins(b, bl, ctx, line) for b, bl in blocks):
+                    continue
+                for src in self._typed_sources(d):
+                    if self.facts[src].in_dot:
+                        continue  # tl.dot operands keep the other operand's type
+                    self.facts[src].needs_fp32 = True
+                    self._note(self.facts[src].elem, "float", "use:rebinds an fp32 variable uncast → float")
+        # A block-pointer store takes the block's element type as is (no implicit
+        # cast as for plain pointers): an fp32 accumulator stored uncast is fp32 data.
+        fp32_vars = {name for name, defs in self.defs.items() if name not in self.pset
+                     and any(isinstance(d, ast.Call) and _fname(d) in ("zeros", "full") and _is_fp32_value(d)
+                             for d in defs)}
+        for node in ast.walk(self.fn):
+            if not (isinstance(node, ast.Call) and _fname(node) in STORE_FNS and len(node.args) >= 2):
+                continue
+            ptr, val = node.args[0], node.args[1]
+            if not (isinstance(val, ast.Name) and val.id in fp32_vars and isinstance(ptr, ast.Name)):
+                continue
+            if not any(isinstance(d, ast.Call) and _fname(d) == "make_block_ptr" for d in self.defs.get(ptr.id, [])):
+                continue
+            p = self.pointer_of(ptr)
+            if p is not None:
+                self.facts[p].needs_fp32 = True
+                self._note(self.facts[p].elem, "float", "use:fp32 accumulator stored uncast through a block pointer")
 
     def _note(self, table, key, why):
         if why not in table[key]:
@@ -397,6 +436,58 @@ class BodyAnalysis:
                 if why not in self.facts[p].scalar:
                     self.facts[p].scalar.append(why)
 
+    def _block_defs(self) -> dict[str, list[tuple[ast.AST, tuple, int]]]:
+        """Each local's assigned values with the block (loop or branch nesting) and line of each."""
+        out: dict[str, list[tuple[ast.AST, tuple, int]]] = {}
+
+        def bind(t, v, ctx, line):
+            if isinstance(t, ast.Name):
+                out.setdefault(t.id, []).append((v, ctx, line))
+            elif isinstance(t, (ast.Tuple, ast.List)) and isinstance(v, (ast.Tuple, ast.List)) \
+                    and len(t.elts) == len(v.elts):
+                for a, b in zip(t.elts, v.elts):
+                    bind(a, b, ctx, line)
+
+        def visit(stmts, ctx):
+            for st in stmts:
+                if isinstance(st, ast.Assign):
+                    for t in st.targets:
+                        bind(t, st.value, ctx, st.lineno)
+                for i, field_name in enumerate(("body", "orelse")):
+                    inner = getattr(st, field_name, None)
+                    if isinstance(st, (ast.For, ast.While, ast.If, ast.With)) and isinstance(inner, list):
+                        visit(inner, ctx + ((id(st), i),))
+
+        visit(self.fn.body, ())
+        return out
+
+    def _typed_sources(self, expr) -> set[str]:
+        """Pointers whose element type ``expr`` has: uncast loads, or ``x.to(y.dtype)``'s y."""
+        if isinstance(expr, ast.Call) and _fname(expr) == "to" and isinstance(expr.func, ast.Attribute):
+            dt = _arg(expr, 0, "dtype")
+            while isinstance(dt, ast.Attribute) and dt.attr in ("dtype", "element_ty"):
+                dt = dt.value
+            if isinstance(dt, ast.Name):
+                if dt.id in self.pset:
+                    return {dt.id}
+                return self._typed_sources(dt)
+            return set()
+        # Only data as loaded: anything computed may have been promoted on the way
+        # (fla's exp2 helper returns fp32), which this analysis cannot see.
+        if isinstance(expr, ast.Call) and _fname(expr) in ("trans", "reshape") and expr.args:
+            return self._typed_sources(expr.args[0])
+        if isinstance(expr, ast.Call) and _fname(expr) in LOAD_FNS:
+            return self.sources(expr)
+        if isinstance(expr, ast.Name) and expr.id not in self.pset:
+            defs = self.defs.get(expr.id, [])
+            if defs and all(isinstance(d, ast.Call) and _fname(d) in LOAD_FNS for d in defs):
+                return self.sources(expr)
+        return set()
+
+    def _int_literal_init(self, name: str) -> bool:
+        return name not in self.pset and any(
+            isinstance(d, ast.Constant) and type(d.value) is int for d in self.defs.get(name, []))
+
     def _int_context_elem(self, expr, why):
         for s in self.sources(expr):
             self._note(self.facts[s].elem, "int", why)
@@ -405,7 +496,14 @@ class BodyAnalysis:
         for s in self.sources(expr):
             self._note(self.facts[s].elem, "float", why)
 
-    def _pointer_sink(self, ptr_expr, why, value=None):
+    def _pointer_sink(self, ptr_expr, why, value=None, depth=0):
+        if isinstance(ptr_expr, ast.Name) and ptr_expr.id not in self.pset and depth < 4:
+            # ``p_dq = dq + ...`` in one branch, ``p_dq = dq2 + ...`` in another: two
+            # pointers, not a pointer and its offset.
+            alts = self.defs.get(ptr_expr.id, [])
+            if len({self.pointer_of(a) for a in alts} - {None}) > 1:
+                found = [self._pointer_sink(a, why, value, depth + 1) for a in alts]
+                return next((f for f in found if f), None)
         p = self.pointer_of(ptr_expr)
         if p is None:
             return None
@@ -450,6 +548,11 @@ class BodyAnalysis:
     def _pass(self):
         for node in ast.walk(self.fn):
             if isinstance(node, ast.AugAssign):
+                if (isinstance(node.op, (ast.Add, ast.Sub)) and isinstance(node.target, ast.Name)
+                        and self._int_literal_init(node.target.id)):
+                    # ``total = 0`` then ``total += tl.sum(x)`` in a loop: Triton keeps a
+                    # loop-carried variable's type, so what is added is integer data.
+                    self._int_context_elem(node.value, "use:added to an integer-initialized variable → integer")
                 # ``acc *= scale`` is the same evidence as ``acc * scale``.
                 node = ast.BinOp(left=node.target, op=node.op, right=node.value)
             if isinstance(node, (ast.If, ast.While)) or (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)):
@@ -565,6 +668,15 @@ class BodyAnalysis:
                     for e in a.elts:
                         self._int_context(e, f"use:tl.{name} {kw} → integer")
         elif name in FLOAT_FNS and tl_call:
+            if name == "dot" and len(node.args) >= 2:
+                for arg in node.args[:2]:
+                    for src in self.direct_sources(arg):
+                        self.facts[src].in_dot = True
+                a, b = self._typed_sources(node.args[0]), self._typed_sources(node.args[1])
+                for p in a:
+                    self.facts[p].dot_peers |= (b - {p}) or {COMPUTED}
+                for p in b:
+                    self.facts[p].dot_peers |= (a - {p}) or {COMPUTED}
             if name in FP32_FNS:
                 # Upstream Triton takes only fp32/fp64 here: data fed uncast is fp32.
                 for a in node.args[:1]:
@@ -832,6 +944,15 @@ def _decide_elements(kernel, facts, hints, pointers, rules) -> dict[str, str]:
             rules[p] += f"; {why} → {c}; name:{hit[0] if hit else '-'} → *{t}"
         else:
             rules[p] += f"; name:{hit[0] if hit else '-'} → *{t}"
+    # tl.dot takes two operands of one type: a name's fp32 yields to what the
+    # other operand's data is (dA in fla's chunk kernels is fp16 like k and v).
+    for p in pointers:
+        if out[p] == "fp32" and not facts[p].needs_fp32 and not facts[p].elem_dtype \
+                and COMPUTED not in facts[p].dot_peers:
+            peers = sorted({out[q] for q in facts[p].dot_peers if q in out} - {"fp32"})
+            if len(peers) == 1 and peers[0] in ("fp16", "bf16"):
+                out[p] = peers[0]
+                rules[p] += f"; use:tl.dot with {', '.join(sorted(facts[p].dot_peers))} → *{peers[0]}"
     return out
 
 
@@ -902,6 +1023,13 @@ def _constexpr_values(kernel: Kernel, facts, hints, root: Path, constexprs, opti
                 continue
             if env is None:
                 env = CallerEnv(root, site)
+                # What this launch passes as a tensor is one here, whatever its
+                # default (``weight=None`` makes ``W = weight.shape[1] if weight
+                # is not None else None`` None; the spec has a weight pointer).
+                for q in pointers:
+                    src_q = str(passed.get(q, "")).strip()
+                    if src_q.isidentifier():
+                        env.assigns.setdefault(src_q, []).append((site.line, None))
             try:
                 val, notes = host_eval(env.value, src)
                 if _is_value(val):
@@ -933,9 +1061,14 @@ def _constexpr_values(kernel: Kernel, facts, hints, root: Path, constexprs, opti
     # 6/7. name hints, then use in the body
     def fallback(p) -> tuple[Any, str]:
         hit = Hints.first(hints.constexpr, p.name)
+        f = facts.get(p.name) or ParamFacts()
+        # A name says what a value is like; the body's own comparisons say what
+        # kind it is (LOSS_TYPE == 0 is an int code, not a dtype).
+        seen = [v for v in f.compared_with if v is not None]
+        if hit and seen and _value_kind(hit[1]) != _value_kind(seen[0]):
+            return seen[0], f"use:compared with {seen[0]!r} (over name:{hit[0]} → {hit[1]})"
         if hit:
             return hit[1], f"name:{hit[0]} → {hit[1]}"
-        f = facts.get(p.name) or ParamFacts()
         if f.compared_with:
             v = f.compared_with[0]
             return v, f"use:compared with {v!r}"
@@ -973,6 +1106,41 @@ def _constexpr_values(kernel: Kernel, facts, hints, root: Path, constexprs, opti
             v, why = fallback(p)
         constexprs[p.name] = v
         rules[p.name] = why
+
+
+def _joins(a: tuple, line_a: int, b: tuple, line_b: int) -> bool:
+    """Whether values bound in blocks ``a`` and ``b`` meet: a value bound before a
+    loop or branch and rebound inside it, or the two arms of one ``if``."""
+    if a == b:
+        return False
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return (line_a < line_b) == (len(a) < len(b))  # the outer binding comes first
+    i = next(i for i in range(n) if a[i] != b[i])
+    # Both bound directly in the two arms (a value live after the ``if``), not
+    # in loops of their own.
+    return a[i][0] == b[i][0] and len(a) == len(b) == i + 1
+
+
+def _is_fp32_value(d) -> bool:
+    """``tl.zeros(.., dtype=tl.float32)``, ``tl.full(.., tl.float32)``, ``x.to(tl.float32)``, ``0.0``."""
+    if isinstance(d, ast.Constant):
+        return type(d.value) is float  # a Python float in a jit function is fp32
+    if not isinstance(d, ast.Call):
+        return False
+    name = _fname(d)
+    if name in ("zeros", "full"):
+        return _dtype_of(_arg(d, 1 if name == "zeros" else 2, "dtype")) == "float32"
+    return name in ("to", "cast") and isinstance(d.func, ast.Attribute) and \
+        _dtype_of(_arg(d, 0, "dtype")) == "float32"
+
+
+def _value_kind(v) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    return "text" if isinstance(v, str) else type(v).__name__
 
 
 def _starred_len(src: str) -> int | None:

@@ -14,7 +14,8 @@ Public API (the engine calls ``specs_for``):
 * ``compile_args(spec, param_names)``: (signature, constants) for triton's
   ``ASTSource``, with ``"tl.float16"`` strings turned into dtypes.
 * ``validate(pairs, root, *, reference=False)``: frontend check of each
-  (kernel, spec) in triton-ascend, cross-checked by upstream Triton on demand.
+  (kernel, spec) in triton-ascend, cross-checked by upstream Triton on demand;
+  the checks run on the compile workers (``compile/pool.py``), as frontend-only jobs.
 * ``specs_command(...)``: ``tritriage specs PATH``.
 
 A spec is *sound* when triton-ascend's frontend accepts it, or when upstream
@@ -24,15 +25,11 @@ rejection is an Ascend gap, not a bad spec.
 
 from __future__ import annotations
 
-import json
 import os
-import queue
-import subprocess
 import sys
-import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from tritriage.specs.catalog import (  # noqa: F401 - re-exported API
     PACKAGE_CATALOG,
@@ -48,8 +45,6 @@ from tritriage.specs.catalog import (  # noqa: F401 - re-exported API
 from tritriage.specs.infer import infer_spec
 from tritriage.errors import UserError
 from tritriage.model import Inventory, Kernel, Spec
-
-PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
 def traced_dir() -> Path:
@@ -158,70 +153,41 @@ class Verdict:
     reference_error: str = ""
 
 
-class FrontendPool:
-    """N frontend fork servers (``frontend.py``) in one interpreter, fed from a queue."""
+# How long one spec check may take (load, specialize, frontend).
+CHECK_TIMEOUT = float(os.environ.get("TRITRIAGE_FRONTEND_TIMEOUT", "60"))
 
-    def __init__(self, python: str, target: str, size: int = 2):
-        self.python = python
-        self.target = target
-        self.size = max(1, size)
 
-    def _start(self):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        proc = subprocess.Popen([self.python, "-u", "-m", "tritriage.sandbox.frontend", "--target", self.target],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                text=True, bufsize=1, env=env, start_new_session=True)
-        line = proc.stdout.readline()
-        if not line:
-            proc.kill()
-            raise UserError(f"{self.python}: cannot start the frontend check (is triton importable there?)")
-        return proc
+def _check(pairs: Sequence[tuple[Kernel, Spec]], ids: Sequence[int], root: str, python: str, target: str,
+           size: int) -> dict[int, dict]:
+    """Frontend checks of ``pairs[i]`` for each ``i`` in ``ids``, on the compile
+    workers (``compile/pool.py``, ``sandbox/worker.py``): ``{i: {"ok", "error", "kind"}}``."""
+    from tritriage.compile.pool import Job, Settings, WorkerPool, WorkerStartError
+    from tritriage.model import PASSES
 
-    def run(self, jobs: list[dict]) -> dict[Any, dict]:
-        todo: queue.Queue = queue.Queue()
-        for j in jobs:
-            todo.put(j)
-        results: dict[Any, dict] = {}
-        errors: list[BaseException] = []
-
-        def feed():
-            proc = None
-            try:
-                while True:
-                    try:
-                        job = todo.get_nowait()
-                    except queue.Empty:
-                        break
-                    if proc is None:
-                        proc = self._start()
-                    proc.stdin.write(json.dumps(job) + "\n")
-                    proc.stdin.flush()
-                    line = proc.stdout.readline()
-                    if not line:
-                        results[job["id"]] = {"ok": False, "error": "crash: frontend server died", "kind": "crash"}
-                        proc = None
-                        continue
-                    res = json.loads(line)
-                    results[job["id"]] = res
-            except BaseException as e:  # noqa: BLE001
-                errors.append(e)
-            finally:
-                if proc is not None:
-                    try:
-                        proc.stdin.close()
-                        proc.wait(timeout=10)
-                    except (OSError, subprocess.TimeoutExpired):
-                        proc.kill()
-
-        threads = [threading.Thread(target=feed, daemon=True) for _ in range(min(self.size, max(1, len(jobs))))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        return results
+    if not ids:
+        return {}
+    # No crash retry: a spec check that crashes is rare and says enough once.
+    settings = Settings(python=python, target=target, timeout=CHECK_TIMEOUT, retry_crashes=False,
+                        arch=os.environ.get("TRITON_ASCEND_ARCH") or "Ascend910B3")
+    jobs = [Job(kernel=pairs[i][0], spec=pairs[i][1], checkout=root, id=i, stop_after="frontend") for i in ids]
+    out: dict[int, dict] = {}
+    try:
+        with WorkerPool(settings, min(size, len(jobs))) as pool:
+            for job, r in pool.run(jobs):
+                if r.outcome in PASSES:
+                    out[job.id] = {"ok": True, "error": ""}
+                elif r.outcome == "timeout":
+                    out[job.id] = {"ok": False, "error": f"timeout: frontend ran past {CHECK_TIMEOUT:g} s",
+                                   "kind": "timeout"}
+                elif r.outcome in ("crash", "oom"):
+                    why = f"died by signal {r.signal}" if r.signal else (r.error.splitlines() or ["?"])[0]
+                    out[job.id] = {"ok": False, "error": f"crash: frontend {why}", "kind": "crash"}
+                else:
+                    kind = {"loader-error": "loader", "spec-error": "spec"}.get(r.outcome, "compile")
+                    out[job.id] = {"ok": False, "error": r.error, "kind": kind}
+    except WorkerStartError:
+        raise UserError(f"{python}: cannot start the frontend check (is triton importable there?)") from None
+    return out
 
 
 # Frontend errors that say the compiler lacks something, not that the spec is wrong.
@@ -243,12 +209,7 @@ def validate(pairs: Sequence[tuple[Kernel, Spec]], root: Path | str, *, referenc
     """
     root = str(Path(root).resolve())
     size = jobs or max(1, os.cpu_count() or 1)
-    wire = []
-    for i, (k, s) in enumerate(pairs):
-        wire.append({"id": i, "checkout": root, "file": k.file, "qualname": k.qualname,
-                     "spec": {"signature": dict(s.signature), "constexprs": dict(s.constexprs),
-                              "options": dict(s.options)}})
-    asc = FrontendPool(python or sys.executable, "ascend", size).run(wire) if wire else {}
+    asc = _check(pairs, range(len(pairs)), root, python or sys.executable, "ascend", size)
     verdicts = []
     for i in range(len(pairs)):
         r = asc.get(i) or {"ok": False, "error": "no answer"}
@@ -267,11 +228,11 @@ def validate(pairs: Sequence[tuple[Kernel, Spec]], root: Path | str, *, referenc
         from tritriage.compile import reference as ref
 
         py = reference_python or str(ref.require())
-        redo = [w for w, v in zip(wire, verdicts) if not v.frontend and not v.reason.startswith("loader:")]
-        res = FrontendPool(py, "cuda", size).run(redo) if redo else {}
-        for w in redo:
-            v = verdicts[w["id"]]
-            r = res.get(w["id"]) or {"ok": False, "error": "no answer"}
+        redo = [i for i, v in enumerate(verdicts) if not v.frontend and not v.reason.startswith("loader:")]
+        res = _check(pairs, redo, root, py, "cuda", size)
+        for i in redo:
+            v = verdicts[i]
+            r = res.get(i) or {"ok": False, "error": "no answer"}
             v.cross_checked = True
             v.reference = bool(r["ok"])
             v.reference_error = r.get("error", "")
