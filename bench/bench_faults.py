@@ -55,7 +55,10 @@ def env_for(home: Path) -> dict:
 
 
 def scan_argv(checkout: Path, jobs: int | None) -> list[str]:
-    return [sys.executable, "-m", "tritriage", "scan", str(checkout), "-q"] + (["-j", str(jobs)] if jobs else [])
+    # No hint search: the faults are to land while verdicts are being made,
+    # not in the search that follows them.
+    return [sys.executable, "-m", "tritriage", "scan", str(checkout), "-q", "--hints", "0"] + (
+        ["-j", str(jobs)] if jobs else [])
 
 
 def verdicts(home: Path) -> tuple[int, str, dict]:

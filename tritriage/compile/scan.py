@@ -530,6 +530,7 @@ def search_hints(store: Store, run_id: int, inventory: Inventory, settings: Sett
         finally:
             pool.close(kill=True)
             progress.stop()
+            store.note(run_id, workers_lost=pool.restarts, compiles_retried=pool.retried)
     passing = {h.kernel for h in store.results(run_id, hints=True) if h.kernel in bases and h.outcome in PASSES}
     out.found = len(passing)
     out.seconds = time.time() - t0
@@ -572,6 +573,7 @@ def _variant_hints(store: Store, run_id: int, inventory: Inventory, settings: Se
             out.compiles += 1
     finally:
         pool.close(kill=True)
+        store.note(run_id, workers_lost=pool.restarts, compiles_retried=pool.retried)
 
 
 def _record(store, run_id, result, key, checkout, settings, summary, on_result, spec=None, timeout=None) -> None:
