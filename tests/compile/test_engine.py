@@ -24,6 +24,7 @@ from tritriage.compile.scan import rerun, run_scan, select_results
 from tritriage.errors import UserError
 from tritriage.model import CompileResult, Spec
 from tritriage.store import Store, StoredResult
+from conftest import fixture_specs, real_adapter  # noqa: E402 - shared test helpers
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 CHECKOUT = FIXTURES / "engine"
@@ -31,15 +32,6 @@ STANDIN = FIXTURES / "standin"
 PASSING = {"scale_kernel", "add_kernel", "relu_kernel"}
 
 
-def real_adapter() -> str:
-    import triton
-    return str(Path(triton.__file__).parent / "backends" / "ascend" / "triton-adapter-opt")
-
-
-def fixture_specs(kernel, inventory, root):
-    """The fixture kernels' specs: *_ptr parameters are fp32 pointers, the rest i32."""
-    sig = {p.name: ("*fp32" if p.name.endswith("_ptr") else "i32") for p in kernel.params if not p.constexpr}
-    return [Spec(kernel=kernel.id, name="default", source="catalog", signature=sig, constexprs={"BLOCK": 128})]
 
 
 @pytest.fixture

@@ -26,20 +26,13 @@ import pytest
 from tritriage.compile.scan import run_scan
 from tritriage.model import Spec
 from tritriage.store import Store
+from conftest import fixture_specs, real_adapter  # noqa: E402 - shared test helpers
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 ENGINE = FIXTURES / "engine" / "kernels"
 COPIES = 8  # 3 passing kernels a copy, plus broken.py's two failures
 
 
-def real_adapter() -> str:
-    import triton
-    return str(Path(triton.__file__).parent / "backends" / "ascend" / "triton-adapter-opt")
-
-
-def fixture_specs(kernel, inventory, root):
-    sig = {p.name: ("*fp32" if p.name.endswith("_ptr") else "i32") for p in kernel.params if not p.constexpr}
-    return [Spec(kernel=kernel.id, name="default", source="catalog", signature=sig, constexprs={"BLOCK": 128})]
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from tritriage.model import PASSES, Spec
 from tritriage.commands.repro import repro_command
 from tritriage.repro import build as repro
 from tritriage.store import Store
+from conftest import fixture_specs, real_adapter  # noqa: E402 - shared test helpers
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 ENGINE = FIXTURES / "engine"
@@ -30,14 +31,6 @@ ABORT = str(FIXTURES / "standin" / "abort-adapter")
 
 
 
-def real_adapter() -> str:
-    import triton
-    return str(Path(triton.__file__).parent / "backends" / "ascend" / "triton-adapter-opt")
-
-
-def fixture_specs(kernel, inventory, root):
-    sig = {p.name: ("*fp32" if p.name.endswith("_ptr") else "i32") for p in kernel.params if not p.constexpr}
-    return [Spec(kernel=kernel.id, name="default", source="catalog", signature=sig, constexprs={"BLOCK": 128})]
 
 
 @pytest.fixture(scope="module")

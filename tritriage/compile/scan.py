@@ -516,21 +516,7 @@ def search_hints(store: Store, run_id: int, inventory: Inventory, settings: Sett
                     continue
                 todo.append(Job(kernel=by_id[kid], spec=spec, checkout=str(root), cache_key=key, id=len(todo),
                                 artifacts_dir=str(store.artifacts_dir(run_id, kid, spec.name))))
-        if not todo:
-            continue
-        progress = (progress_factory or NullProgress)(len(todo))
-        pool = WorkerPool(settings, jobs)
-        pool.on_start = progress.started
-        try:
-            for job, result in pool.run(todo):
-                record(store, run_id, result, spec=job.spec, key=job.cache_key, checkout=str(root),
-                       settings=settings)
-                out.compiles += 1
-                progress.add(result, job)
-        finally:
-            pool.close(kill=True)
-            progress.stop()
-            store.note(run_id, workers_lost=pool.restarts, compiles_retried=pool.retried)
+        out.compiles += _compile_hints(store, run_id, todo, settings, jobs, str(root), progress_factory)
     passing = {h.kernel for h in store.results(run_id, hints=True) if h.kernel in bases and h.outcome in PASSES}
     out.found = len(passing)
     out.seconds = time.time() - t0
@@ -564,16 +550,28 @@ def _variant_hints(store: Store, run_id: int, inventory: Inventory, settings: Se
                 continue
             todo.append(Job(kernel=by_id[r.kernel], spec=spec, checkout=str(root), cache_key=key, id=len(todo),
                             artifacts_dir=str(store.artifacts_dir(run_id, r.kernel, spec.name))))
+    out.compiles += _compile_hints(store, run_id, todo, settings, jobs, str(root))
+
+
+def _compile_hints(store: Store, run_id: int, todo: list, settings: Settings, jobs: int | None, checkout: str,
+                   progress_factory: ProgressFactory | None = None) -> int:
+    """Compile a hint search's jobs and store each result; how many ran."""
     if not todo:
-        return
+        return 0
+    progress = (progress_factory or NullProgress)(len(todo))
     pool = WorkerPool(settings, jobs)
+    pool.on_start = progress.started
+    n = 0
     try:
         for job, result in pool.run(todo):
-            record(store, run_id, result, spec=job.spec, key=job.cache_key, checkout=str(root), settings=settings)
-            out.compiles += 1
+            record(store, run_id, result, spec=job.spec, key=job.cache_key, checkout=checkout, settings=settings)
+            n += 1
+            progress.add(result, job)
     finally:
         pool.close(kill=True)
+        progress.stop()
         store.note(run_id, workers_lost=pool.restarts, compiles_retried=pool.retried)
+    return n
 
 
 def _record(store, run_id, result, key, checkout, settings, summary, on_result, spec=None, timeout=None) -> None:
