@@ -25,21 +25,6 @@ if "TRITRIAGE_HOME" not in os.environ:
     atexit.register(shutil.rmtree, _home, True)
 
 
-def real_adapter() -> str:
-    """The installed triton-ascend's triton-adapter-opt (stand-ins fall back to it)."""
-    import triton
-
-    return str(Path(triton.__file__).parent / "backends" / "ascend" / "triton-adapter-opt")
-
-
-def fixture_specs(kernel, inventory, root):
-    """The engine fixture kernels' specs: *_ptr parameters are fp32 pointers, the rest i32."""
-    from tritriage.model import Spec
-
-    sig = {p.name: ("*fp32" if p.name.endswith("_ptr") else "i32") for p in kernel.params if not p.constexpr}
-    return [Spec(kernel=kernel.id, name="default", source="catalog", signature=sig, constexprs={"BLOCK": 128})]
-
-
 def vllm_sources(version: str) -> Path:
     """A tree holding vLLM ``version``'s Python sources, downloaded once per machine."""
     from tritriage.discover.fetch import fetch_vllm

@@ -24,7 +24,7 @@ from tritriage.compile.scan import rerun, run_scan, select_results
 from tritriage.errors import UserError
 from tritriage.model import CompileResult, Spec
 from tritriage.store import Store, StoredResult
-from conftest import fixture_specs, real_adapter  # noqa: E402 - shared test helpers
+from testkit import fixture_specs, real_adapter  # noqa: E402 - shared test helpers
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 CHECKOUT = FIXTURES / "engine"

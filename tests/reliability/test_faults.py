@@ -26,7 +26,7 @@ import pytest
 from tritriage.compile.scan import run_scan
 from tritriage.model import Spec
 from tritriage.store import Store
-from conftest import fixture_specs, real_adapter  # noqa: E402 - shared test helpers
+from testkit import fixture_specs, real_adapter  # noqa: E402 - shared test helpers
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 ENGINE = FIXTURES / "engine" / "kernels"

@@ -22,7 +22,7 @@ from tritriage.model import PASSES, Spec
 from tritriage.commands.repro import repro_command
 from tritriage.repro import build as repro
 from tritriage.store import Store
-from conftest import fixture_specs, real_adapter  # noqa: E402 - shared test helpers
+from testkit import fixture_specs, real_adapter  # noqa: E402 - shared test helpers
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 ENGINE = FIXTURES / "engine"
