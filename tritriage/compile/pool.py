@@ -15,6 +15,7 @@ Triton (``compile/reference.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -63,12 +64,17 @@ class Settings:
     # The compiler the workers' python holds: "ascend" (triton-ascend), or
     # "cuda" (upstream Triton, the reference: spec checks only).
     target: str = "ascend"
+    # Other source trees the checkout imports jit helpers from (vLLM's, for a plugin).
+    roots: tuple[str, ...] = ()
 
     def cache_fields(self) -> dict:
         """The settings that can change a verdict."""
-        return {"arch": self.arch, "binary": {k: self.binary.get(k) for k in ("mode", "version", "source")},
-                "adapter": self.adapter,
-                "memory_mb": self.memory_mb, "timeout": self.timeout}
+        fields = {"arch": self.arch, "binary": {k: self.binary.get(k) for k in ("mode", "version", "source")},
+                  "adapter": self.adapter,
+                  "memory_mb": self.memory_mb, "timeout": self.timeout}
+        if self.roots:
+            fields["roots"] = list(self.roots)
+        return fields
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,9 @@ class Job:
     timeout: float | None = None
     # "frontend": a spec check, worded for a verdict (worker.check_job).
     stop_after: str | None = None
+    # stage -> (seconds, why): the hang policy's budget per stage
+    # (compile/hangs.py), set when the job is sent.
+    stage_budgets: Mapping | None = None
 
     def wire(self, settings: Settings) -> dict:
         return {
@@ -103,6 +112,8 @@ class Job:
             "artifacts_dir": self.artifacts_dir,
             "stop_after": self.stop_after,
             "target": settings.target,
+            "roots": list(settings.roots),
+            "stage_budgets": dict(self.stage_budgets or {}),
         }
 
 
@@ -262,6 +273,9 @@ class WorkerPool:
         self.restarts = 0  # workers lost (died or stopped answering) and replaced
         self.retried = 0  # jobs sent again to a fresh worker after theirs was lost
         self.on_start = None  # called (from a feeding thread) with each job as it is sent
+        # job -> its stage budgets, asked when the job is sent, so that a
+        # budget follows what the run has learnt so far (compile/hangs.py).
+        self.budgets = None
 
     def __enter__(self) -> "WorkerPool":
         return self
@@ -315,6 +329,8 @@ class WorkerPool:
                     except (WorkerDied, OSError) as e:
                         done.put(WorkerStartError(f"cannot start a compile worker with {self.settings.python}: {e}"))
                         return
+                if self.budgets is not None:
+                    job = dataclasses.replace(job, stage_budgets=self.budgets(job))
                 if self.on_start is not None:
                     self.on_start(job)
                 result = None

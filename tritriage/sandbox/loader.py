@@ -200,7 +200,33 @@ class _StandIn:
         return f"<tritriage stand-in for {self._qualified}>"
 
 
+# The Ascend part (Ascend910B3...) whose device properties the host answers
+# with; the worker sets it from the scan's --arch (family names resolved there).
+_ARCH: str | None = None
+
+# Starts the note that says a module came from another source tree (report/view.py reads it).
+OTHER_TREE_NOTE = "from another source tree:"
+
+
+def device_properties(arch: str | None) -> dict:
+    """``get_device_properties()`` of part ``arch`` as the data file gives them."""
+    devices = _standins().get("devices", {})
+    props = devices.get(arch or "")
+    if not isinstance(props, dict):
+        known = ", ".join(k for k in devices if not k.startswith("_"))
+        raise LookupError(f"no device properties for arch {arch!r} in runtime_standins.json (known: {known})")
+    return {k: v for k, v in props.items() if not k.startswith("_")}
+
+
+def _part_of(raw) -> str:
+    """Says which part a device-property answer is for."""
+    return f" ({_ARCH} {raw[len('device.'):]})" if isinstance(raw, str) and raw.startswith("device.") else ""
+
+
 def _standin_value(value):
+    if isinstance(value, str) and value.startswith("device."):
+        # A property of the target part: num_vectorcore of a 910B3 is not a 910B1's.
+        return device_properties(_ARCH)[value[len("device."):]]
     if isinstance(value, str) and value.startswith("torch."):
         # torch is the checkout's dependency, not the sandbox's: imported on
         # the kernel module's behalf, only when a stand-in value names it.
@@ -245,9 +271,10 @@ def host_helper(name: str, node: ast.AST | None = None):
     if name not in helpers:
         return None
     value = _standin_value(helpers[name])
+    said = f"{value!r}{_part_of(helpers[name])}"
 
     def helper(*args, **kwargs):
-        _note(f"evaluated as Ascend: {name}() -> {value!r}")
+        _note(f"evaluated as Ascend: {name}() -> {said}")
         return value
 
     helper.__name__ = helper.__qualname__ = name
@@ -260,7 +287,7 @@ def host_constant(name: str):
     if name not in constants:
         return False, None
     value = _standin_value(constants[name])
-    _note(f"evaluated as Ascend: {name} -> {value!r}")
+    _note(f"evaluated as Ascend: {name} -> {value!r}{_part_of(constants[name])}")
     return True, value
 
 
@@ -740,21 +767,46 @@ class _Source:
 
 
 class _Loader:
-    """Per-checkout state: parsed files and the synthetic modules built from them."""
+    """Per-checkout state: parsed files and the synthetic modules built from them.
 
-    def __init__(self, checkout: Path):
+    ``roots`` are other source trees (a tree, or one package directory) whose
+    top-level packages the checkout imports but does not hold: vLLM's
+    sources for a plugin that takes jit helpers from vLLM.  They are sliced
+    like the checkout, never imported; the checkout's own packages win.
+    """
+
+    def __init__(self, checkout: Path, roots: Iterable[str | Path] = ()):
         self.checkout = checkout
+        self.roots = tuple(Path(r).resolve() for r in roots)
         self.sources: dict[str, _Source] = {}
         self._tops: dict[str, str] = {}
+        self._other: dict[str, Path] = {}  # top-level package -> the other tree that holds it
 
     # -- files
 
+    def _base(self, dotted_or_rel: str) -> Path:
+        """The tree a module (dotted) or file (relative path) lies in."""
+        top = dotted_or_rel.replace("/", ".").partition(".")[0]
+        if top not in self._tops:
+            self.checkout_name(top)
+        return self._other.get(top, self.checkout)
+
+    def _other_root(self, top: str) -> Path | None:
+        for r in self.roots:
+            if (r / "__init__.py").is_file():  # one package: only its own name
+                if r.name == top:
+                    return r.parent
+            elif (r / top / "__init__.py").is_file() or (r / (top + ".py")).is_file():
+                return r
+        return None
+
     def module_file(self, dotted: str) -> tuple[str, bool] | None:
-        """(relative path, is_package) of module ``dotted`` inside the checkout."""
+        """(relative path, is_package) of module ``dotted`` inside the checkout (or the tree holding it)."""
         base = dotted.replace(".", "/")
-        if (self.checkout / (base + ".py")).is_file():
+        tree = self._base(dotted)
+        if (tree / (base + ".py")).is_file():
             return base + ".py", False
-        if (self.checkout / base / "__init__.py").is_file():
+        if (tree / base / "__init__.py").is_file():
             return base + "/__init__.py", True
         return None  # missing, or a namespace package (see _namespace_source)
 
@@ -780,6 +832,11 @@ class _Loader:
                     installed = False
                 if not installed:
                     mapped = f"vllm.third_party.{top}"
+            if not mapped and top:
+                other = self._other_root(top)
+                if other is not None:
+                    self._other[top] = other
+                    mapped = top
             self._tops[top] = mapped
         if not mapped:
             return None
@@ -792,7 +849,7 @@ class _Loader:
         src = self.sources.get(rel)
         if src is not None:
             return src
-        path = (self.checkout / rel).resolve()
+        path = (self._base(rel) / rel).resolve()
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -1240,6 +1297,7 @@ class _Loader:
             full = name
         if self.in_checkout(full):
             mod = self._checkout_module(full)
+            self._note_other_tree(full)
             return self._checkout_module(name) if alias.asname is None else mod
         return self._real_import(full, top=alias.asname is None)
 
@@ -1266,8 +1324,13 @@ class _Loader:
         if base is None:
             raise _Unresolved(f"relative import beyond the top of the checkout (line {node.lineno})",
                               import_failure=True)
+        if self.in_checkout(base) and self._other.get(base.partition(".")[0]) is not None \
+                and _reexport(f"{base}.{name}") is not None:
+            # vllm.triton_utils' tl from vLLM's tree is still Triton: no need to slice it.
+            return self._reexported(base, name)
         if self.in_checkout(base):
             mod_src = self._checkout_source(base)
+            self._note_other_tree(base)
             try:
                 return self._attribute(mod_src, name, user=None, line=None)
             except LoaderError as e:
@@ -1281,18 +1344,8 @@ class _Loader:
             known, value = host_constant(name)
             if known:
                 return value
-        target = _reexport(f"{base}.{name}")
-        if target is not None:
-            # vllm.triton_utils' triton and tl in a plugin: Triton itself.
-            try:
-                return importlib.import_module(target)
-            except ImportError:
-                parent, _, attr = target.rpartition(".")
-                try:
-                    return getattr(importlib.import_module(parent), attr)
-                except (ImportError, AttributeError) as e:
-                    raise _Unresolved(f"{base}.{name} is {target}, which does not import here: {e}",
-                                      import_failure=True) from None
+        if _reexport(f"{base}.{name}") is not None:
+            return self._reexported(base, name)
         module = self._real_import(base)
         if hasattr(module, name):
             return getattr(module, name)
@@ -1301,11 +1354,30 @@ class _Loader:
         except ImportError as e:
             raise _Unresolved(f"cannot import {name} from {base}: {e}", import_failure=True) from None
 
+    def _note_other_tree(self, dotted: str) -> None:
+        tree = self._other.get(dotted.partition(".")[0])
+        if tree is not None:
+            # The verdict then rests on that tree's code too: the report says which.
+            _note(f"{OTHER_TREE_NOTE} {dotted} ({tree})")
+
+    def _reexported(self, base: str, name: str):
+        """vllm.triton_utils' triton and tl in a plugin: Triton itself."""
+        target = _reexport(f"{base}.{name}")
+        try:
+            return importlib.import_module(target)
+        except ImportError:
+            parent, _, attr = target.rpartition(".")
+            try:
+                return getattr(importlib.import_module(parent), attr)
+            except (ImportError, AttributeError) as e:
+                raise _Unresolved(f"{base}.{name} is {target}, which does not import here: {e}",
+                                  import_failure=True) from None
+
     def _checkout_source(self, dotted: str) -> _Source:
         dotted = self.checkout_name(dotted) or dotted
         found = self.module_file(dotted)
         if found is None:
-            if (self.checkout / dotted.replace(".", "/")).is_dir():
+            if (self._base(dotted) / dotted.replace(".", "/")).is_dir():
                 return self._namespace_source(dotted)
             raise _Unresolved(f"module {dotted} is not in the checkout (a compiled extension or a missing file)",
                               import_failure=True)
@@ -1320,7 +1392,7 @@ class _Loader:
         if src is None:
             tree = ast.Module(body=[], type_ignores=[])
             module = _synthetic_module(dotted)
-            path = (self.checkout / dotted.replace(".", "/")).resolve()
+            path = (self._base(dotted) / dotted.replace(".", "/")).resolve()
             module.__path__ = [str(path)]
             src = _Source(self, rel, path / "__init__.py", dotted, dotted, tree, 0,
                           _Scope("module", {}, [], None), module)
@@ -1340,7 +1412,7 @@ class _Loader:
             return scope.done[name]
         if name not in scope.bindings and not any(self._star_provides(src, s, name) for s in scope.stars):
             sub = f"{src.dotted}.{name}"
-            if self.module_file(sub) is not None or (self.checkout / sub.replace(".", "/")).is_dir():
+            if self.module_file(sub) is not None or (self._base(sub) / sub.replace(".", "/")).is_dir():
                 try:
                     mod = self._checkout_module(sub)
                 except _Unresolved as u:
@@ -1352,7 +1424,9 @@ class _Loader:
 
     def _real_import(self, dotted: str, top: bool = False):
         if dotted.split(".")[0] == "vllm":
-            raise _Unresolved(f"module {dotted} is not in the checkout", import_failure=True)
+            hint = "" if (self.checkout / "vllm").is_dir() else \
+                " and no vLLM source tree was given (scan --with VLLM_PATH, or fetch the matching vLLM)"
+            raise _Unresolved(f"module {dotted} is not in the checkout{hint}", import_failure=True)
         if dotted == "torch" or top and dotted.split(".")[0] == "torch":
             try:
                 importlib.import_module(dotted)
@@ -1433,17 +1507,34 @@ def _is_triton(value: Any) -> bool:
     return name == "triton" or name.startswith("triton.")
 
 
-_loaders: dict[Path, _Loader] = {}
+_loaders: dict[tuple, _Loader] = {}
 _lock = threading.RLock()
 
 
-def load_kernel(checkout: str | Path, rel_file: str, qualname: str):
+def loader_for(checkout: str | Path, roots: Iterable[str | Path] = ()) -> _Loader:
+    """The per-process loader state of a checkout seen with these other source trees."""
+    root = Path(checkout).resolve()
+    key = (root, tuple(str(Path(r).resolve()) for r in roots))
+    with _lock:
+        loader = _loaders.get(key)
+        if loader is None:
+            loader = _loaders[key] = _Loader(root, key[1])
+        return loader
+
+
+def load_kernel(checkout: str | Path, rel_file: str, qualname: str, *, roots: Iterable[str | Path] = (),
+                arch: str | None = None):
     """The ``JITFunction`` of ``qualname`` in ``rel_file`` (relative to ``checkout``).
 
-    Raises :class:`LoaderError` when the kernel cannot be loaded; see the module
-    docstring for what is run and what is not.  Results (and failures) are
-    cached per process.
+    ``roots``: other source trees the checkout imports from (vLLM's, for a
+    plugin); ``arch``: the Ascend part whose device properties the emulated
+    host answers with.  Raises :class:`LoaderError` when the kernel cannot be
+    loaded; see the module docstring for what is run and what is not.
+    Results (and failures) are cached per process.
     """
+    global _ARCH
+    if arch:
+        _ARCH = arch
     root = Path(checkout).resolve()
     rel = Path(rel_file).as_posix()
     if Path(rel).is_absolute():
@@ -1452,10 +1543,7 @@ def load_kernel(checkout: str | Path, rel_file: str, qualname: str):
         except ValueError:
             raise LoaderError(f"{rel_file} is not inside the checkout {root}") from None
     with _lock:
-        loader = _loaders.get(root)
-        if loader is None:
-            loader = _loaders[root] = _Loader(root)
-        return loader.load(rel, qualname)
+        return loader_for(root, roots).load(rel, qualname)
 
 
 def source_location(fn, lineno: int, col: int = 0) -> tuple[str, int, int]:

@@ -54,12 +54,15 @@ import time
 import traceback
 
 from tritriage.sandbox import stages
-from tritriage.sandbox.stages import DEFAULT_ARCH, OOM_MARKERS, STAGES, TOOL_OF_STAGE, cann_status, read_from, signame
+from tritriage.sandbox.stages import (DEFAULT_ARCH, HANG_SUSPECTED, OOM_MARKERS, SOC_OF_FAMILY, STAGES, TOOL_OF_STAGE,
+                                      cann_status, read_from, signame)
 from tritriage.sandbox.records import CompileResult, StageResult
 from tritriage.sandbox.stages import FAILED, NOT_RUN, PASSED
 
 # Memory is sampled this often while a child runs (seconds).
 POLL = 0.05
+# How often the stage a child is in is read back against its budget (seconds).
+STAGE_CHECK = 0.5
 
 
 # --------------------------------------------------------------------------
@@ -180,38 +183,42 @@ class _Recorder(stages.Reporter):
 MAX_PREPARSED = 600
 
 
-def _loader_state(checkout: str):
+def _loader_state(checkout: str, roots=()):
     """The loader's per-checkout state (parsed files), or None.
 
-    The loader has no public API for this: these are its internals, used
-    only to save time, so any difference in them just means no warming.
+    Its parsed files are the loader's internals, used only to save time, so
+    any difference in them just means no warming.
     """
     try:
-        from pathlib import Path
-
         from tritriage.sandbox import loader
-        root = Path(checkout).resolve()
-        with loader._lock:
-            state = loader._loaders.get(root)
-            if state is None:
-                state = loader._loaders[root] = loader._Loader(root)
-        return state
+        return loader.loader_for(checkout, roots)
     except Exception:  # noqa: BLE001
         return None
 
 
-def _parsed_files(checkout: str) -> list[str]:
-    state = _loader_state(checkout)
+def _load(job: dict):
+    """The job's kernel, loaded with its scan's other source trees and target part."""
+    from tritriage.sandbox.loader import load_kernel
+
+    def load(checkout, rel, qualname):
+        return load_kernel(checkout, rel, qualname, roots=job.get("roots") or (),
+                           arch=SOC_OF_FAMILY.get(job.get("arch") or DEFAULT_ARCH, job.get("arch") or DEFAULT_ARCH))
+
+    return load
+
+
+def _parsed_files(checkout: str, roots=()) -> list[str]:
+    state = _loader_state(checkout, roots)
     try:
         return sorted(state.sources) if state is not None else []
     except Exception:  # noqa: BLE001
         return []
 
 
-def preparse(checkout: str, files) -> None:
+def preparse(checkout: str, files, roots=()) -> None:
     """Parse checkout files in the server (no code runs: the loader only parses
     them here), so that each compile child inherits the parsed trees."""
-    state = _loader_state(checkout)
+    state = _loader_state(checkout, roots)
     if state is None:
         return
     for rel in files:
@@ -246,13 +253,12 @@ def compile_job(job: dict, rec: _Recorder) -> CompileResult:
     rec.start("load")
     modules_before = set(sys.modules)
     try:
-        from tritriage.sandbox.loader import load_kernel
-        fn, text = stages.load(load_kernel, job["checkout"], job["file"], job["qualname"])
+        fn, text = stages.load(_load(job), job["checkout"], job["file"], job["qualname"])
     except Exception as e:  # noqa: BLE001 - tritriage's loader did not import
         fn, text = None, stages.exception_text(e)
     finally:
         rec.event(imported=_installed_imports(set(sys.modules) - modules_before, job["checkout"]),
-                  parsed=_parsed_files(job["checkout"]))
+                  parsed=_parsed_files(job["checkout"], job.get("roots") or ()))
     if fn is None:
         out = stages.result([], "loader-error", text, t_start=t_start)
     else:
@@ -290,9 +296,7 @@ def check_job(job: dict, rec: _Recorder) -> CompileResult:
 
 def _check(job: dict, rec: _Recorder) -> None:
     """Load, specialize and run the frontend; raise on any failure."""
-    from tritriage.sandbox.loader import load_kernel
-
-    fn = stages.unwrap(load_kernel(job["checkout"], job["file"], job["qualname"]))
+    fn = stages.unwrap(_load(job)(job["checkout"], job["file"], job["qualname"]))
     if job.get("target", "ascend") != "ascend":
         _check_upstream(fn, job["spec"])
         return
@@ -551,6 +555,43 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+class _StageWatch:
+    """Which stage a running child is in, and since when, read from the tail
+    of its progress file (only what was appended since the last look)."""
+
+    def __init__(self, workdir: str):
+        self.path = os.path.join(workdir, "progress.jsonl")
+        self.offset = 0
+        self.partial = ""
+        self.stage: str | None = None
+        self.since = time.time()
+
+    def poll(self) -> tuple[str | None, float]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+                self.offset = f.tell()
+        except OSError:
+            return self.stage, self.since
+        lines = (self.partial + chunk).split("\n")
+        self.partial = lines.pop()
+        for line in lines:
+            if '"start"' not in line and '"done"' not in line and '"tool"' not in line:
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if "start" in ev:
+                self.stage, self.since = ev["start"], float(ev.get("t") or time.time())
+            elif "tool" in ev and self.stage == "compile" and ev.get("stage") in STAGES:
+                self.stage, self.since = ev["stage"], time.time()  # black-box compile: the tool tells
+            elif "done" in ev:
+                self.stage = None
+        return self.stage, self.since
+
+
 # --------------------------------------------------------------------------
 # the server
 
@@ -586,7 +627,7 @@ class Server:
             return
         files = sorted(want)[:room]
         done.update(files)
-        preparse(checkout, files)
+        preparse(checkout, files, job.get("roots") or ())
 
     def preload(self) -> None:
         """Import, once and here, what compile children had to import themselves."""
@@ -644,6 +685,10 @@ class Server:
         os.close(done_w)
         self.child = pid
         reason = None
+        cut: tuple[str, float, str] | None = None  # (stage, budget, why that budget)
+        budgets = job.get("stage_budgets") or {}
+        watch = _StageWatch(workdir) if budgets else None
+        next_check = t0 + STAGE_CHECK
         peak = 0
         status = 0
         finished = False  # the child said its result is written
@@ -667,9 +712,17 @@ class Server:
                     if rss > limit:
                         reason = "oom"
                         break
-                if time.time() >= t0 + timeout:
+                now = time.time()
+                if now >= t0 + timeout:
                     reason = "timeout"
                     break
+                if watch is not None and now >= next_check:
+                    next_check = now + STAGE_CHECK
+                    stage, since = watch.poll()
+                    budget = budgets.get(stage) if stage else None
+                    if budget and now - since > budget[0]:
+                        reason, cut = "hang", (stage, budget[0], budget[1])
+                        break
             # Also ends a tool the child left behind: the group dies with the child.
             self.kill_child()
             if finished:
@@ -684,10 +737,10 @@ class Server:
             if pidfd is not None:
                 os.close(pidfd)
         elapsed = time.time() - t0
-        result = self._result(job, workdir, status, reason, elapsed, timeout, memory_mb, peak)
+        result = self._result(job, workdir, status, reason, elapsed, timeout, memory_mb, peak, cut)
         return result, workdir
 
-    def _result(self, job, workdir, status, reason, elapsed, timeout, memory_mb, peak) -> CompileResult:
+    def _result(self, job, workdir, status, reason, elapsed, timeout, memory_mb, peak, cut=None) -> CompileResult:
         if reason is None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             imported, parsed = _progress_loads(workdir)
             self.to_preload.update(imported)
@@ -703,6 +756,9 @@ class Server:
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         if reason == "timeout":
             outcome, why = "timeout", f"timed out after {timeout:g} s"
+            sig = None
+        elif reason == "hang":
+            outcome, why = "timeout", f"{HANG_SUSPECTED}: no result after {cut[1]:g} s ({cut[2]})"
             sig = None
         elif reason == "oom":
             outcome, why = "oom", f"memory use passed the limit of {memory_mb} MiB"
