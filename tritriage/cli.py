@@ -119,6 +119,10 @@ def scan(
     new: bool = typer.Option(False, "--new", help="start a new run even if the last one was interrupted"),
     plugin: Optional[Path] = typer.Option(None, "--plugin", help="the platform plugin's checkout (vllm-ascend): "
                                                                  "which of PATH's kernels it replaces on Ascend"),
+    with_: Optional[List[Path]] = typer.Option(
+        None, "--with", metavar="PATH",
+        help="another source tree PATH's kernels import jit helpers from (vLLM's, for a plugin; default: the "
+             "matching vLLM fetched into the data directory, else an installed one)"),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N",
                                         help="compile only the K-th of N shares of the kernel/spec pairs (a CI "
                                              "matrix; `tritriage merge` joins the shards' report --json)"),
@@ -135,7 +139,7 @@ def scan(
     """Compile every entry kernel of PATH on triton-ascend, stage by stage, and store the verdicts."""
     check("scan", path=path, python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb,
           kernel=kernel, catalog=catalog, bishengir=bishengir, hints=hints, shard=shard, hang_budget=hang_budget,
-          plugin=plugin)
+          plugin=plugin, with_=with_)
     if collect_only:
         from tritriage.discover.inventory import discover
         from tritriage.report.inventory import print_inventory, summary_line
@@ -153,6 +157,7 @@ def scan(
         kernels=kernel or None, quiet=quiet, resume=False if new else None,
         catalog_dirs=[str(c) for c in (catalog or [])], bishengir=bishengir, hints=hints,
         hang_budget=hang_budget, shard=validate_shard("--shard", shard), plugin=str(plugin) if plugin else None,
+        with_=[str(w) for w in (with_ or [])],
     )
     if _use_reference(reference):
         kwargs["reference"] = True

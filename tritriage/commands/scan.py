@@ -14,8 +14,8 @@ def scan_command(path: str, *, python: str | None = None, jobs: int | None = Non
                  timeout: float = 120.0, memory_mb: int | None = 8192, no_cache: bool = False,
                  kernels: Sequence[str] | None = None, quiet: bool = False, resume: bool | None = None,
                  catalog_dirs: Sequence[str] = (), adapter: str | None = None, reference: bool = False,
-                 bishengir: str | None = None, hints: int = 0, hang_budget: float = 300.0,
-                 shard: tuple[int, int] | None = None, plugin: str | None = None) -> int:
+                 bishengir: str | None = None, hints: int = 0, hang_budget: float = 0.0,
+                 shard: tuple[int, int] | None = None, plugin: str | None = None, with_: Sequence[str] = ()) -> int:
     """0 when the scan completed (failures are results, not errors)."""
     from rich.console import Console
 
@@ -30,15 +30,21 @@ def scan_command(path: str, *, python: str | None = None, jobs: int | None = Non
     with writer_lock(what="scan"):
         python = resolve_python(python)
         env = check_environment(python, arch=arch, adapter=adapter, bishengir=bishengir)
+        from tritriage.discover.plugin import source_trees
+
+        trees = source_trees(path, with_)
         if not quiet:
             console.print(f"[bold]environment:[/] {env.summary()}", highlight=False)
+            for t in trees:
+                console.print(f"[bold]other sources:[/] {t.describe()}", highlight=False)
         say = (lambda line: None) if quiet else (lambda line: console.print(line, highlight=False))
         try:
             summary = run_scan(path, python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb,
                                use_cache=not no_cache, kernels_filter=kernels,
                                progress_factory=factory(quiet, console), resume=resume, catalog_dirs=catalog_dirs,
                                adapter=adapter, say=say, env=env, reference=reference, bishengir=bishengir,
-                               hints=hints, hang_budget=hang_budget, shard=shard, plugin=plugin)
+                               hints=hints, hang_budget=hang_budget, shard=shard, plugin=plugin,
+                               roots=[t.path for t in trees])
         except KeyboardInterrupt:
             console.print("\ninterrupted: every finished compile is stored; run the same scan again to resume")
             return 130

@@ -269,6 +269,16 @@ def name(flag: str, value: str | None) -> None:
 # the table
 
 
+def source_tree(flag: str, value: str | Path | None) -> None:
+    """A tree of Python packages, or one package directory."""
+    directory(flag, value)
+    if value is None:
+        return
+    p = Path(value).expanduser()
+    if not (p / "__init__.py").is_file() and not any((c / "__init__.py").is_file() for c in p.iterdir() if c.is_dir()):
+        raise UserError(f"{flag} {value}: holds no Python package (give the tree that holds vllm/, or vllm/ itself)")
+
+
 def _each(fn: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
     def check_all(flag: str, values: Iterable | None) -> None:
         for v in values or ():
@@ -296,6 +306,7 @@ OPTIONS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "logs": ("LOG", _each(log_file)),
     "checkout": ("--checkout", directory),
     "plugin": ("--plugin", directory),
+    "with_": ("--with", _each(source_tree)),
     "python": ("--python", python),
     "bishengir": ("--bishengir", bishengir),
     "output": ("--output", output_file),

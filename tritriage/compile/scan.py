@@ -172,9 +172,9 @@ def _prepare(root: str | Path, specs_fn: SpecsFn | None, catalog_dirs: Sequence[
 
 
 def _settings(env: EnvReport, *, python: str, arch: str, timeout: float, memory_mb: int | None,
-              adapter: str | None) -> Settings:
+              adapter: str | None, roots: Sequence[str] = ()) -> Settings:
     return Settings(python=python, arch=arch, timeout=float(timeout), memory_mb=memory_mb,
-                    binary=dict(env.binary), adapter=adapter)
+                    binary=dict(env.binary), adapter=adapter, roots=tuple(roots))
 
 
 def resolve_python(python: str | None) -> str:
@@ -220,6 +220,7 @@ def run_scan(
     hang_budget: float = 300.0,
     shard: tuple[int, int] | None = None,
     plugin: str | Path | None = None,
+    roots: Sequence[str] = (),
 ) -> ScanSummary:
     """Compile every entry kernel of ``root`` with each of its specs; see the module docstring.
 
@@ -238,7 +239,11 @@ def run_scan(
     require(env)
     say = say or (lambda line: None)
 
-    settings = _settings(env, python=python, arch=arch, timeout=timeout, memory_mb=memory_mb, adapter=adapter)
+    settings = _settings(env, python=python, arch=arch, timeout=timeout, memory_mb=memory_mb, adapter=adapter,
+                         roots=roots)
+    # Launch sites that ask for the device's core counts get the target part's.
+    from tritriage.specs.constexprs import use_arch
+    use_arch(arch)
     own_store = store is None
     store = store or Store.open()
     summary = ScanSummary(run_id=0, checkout=str(root))
@@ -639,6 +644,8 @@ def _open_run(store: Store, checkout: str, settings: Settings, env: EnvReport, r
                   "catalog_entries": _catalog_entries(inventory, catalog_dirs),
                   "shard": list(shard) if shard else None,
                   "plugin": _plugin_record(inventory, plugin) if plugin else None,
+                  # Other source trees kernels were loaded with (the loader slices them too).
+                  "roots": list(settings.roots),
                   "pid": os.getpid(), "host": socket.gethostname(),
                   "fingerprint": _fingerprint(settings, env)},
     )
@@ -763,7 +770,7 @@ def _run_settings(run, python, timeout, memory_mb, adapter, bishengir) -> tuple[
     settings = _settings(env, python=python, arch=arch,
                          timeout=timeout or settings_in.get("timeout") or 120.0,
                          memory_mb=memory_mb if memory_mb is not None else settings_in.get("memory_mb"),
-                         adapter=adapter)
+                         adapter=adapter, roots=settings_in.get("roots") or ())
     return env, settings
 
 

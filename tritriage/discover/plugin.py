@@ -168,3 +168,95 @@ def _replacing(by_target: dict, module: str, function: str) -> Replacement | Non
         if r is not None:
             return r
     return None
+
+
+# --------------------------------------------------------------------------
+# other source trees a plugin's kernels import from
+
+PLUGINS_FILE = Path(__file__).resolve().parent.parent / "data" / "platform_plugins.yaml"
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    path: str  # a tree holding the host's package, or the package directory itself
+    project: str
+    version: str
+    how: str  # "--with", "fetched", "installed"
+
+    def describe(self) -> str:
+        ver = f" {self.version}" if self.version else ""
+        return f"{self.project}{ver} ({self.how}: {self.path})"
+
+
+def _plugins() -> dict:
+    import yaml
+
+    try:
+        return {k: v for k, v in (yaml.safe_load(PLUGINS_FILE.read_text()) or {}).items() if isinstance(v, dict)}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def _release(version: str) -> str:
+    import re
+
+    m = re.match(r"\d+(\.\d+)*", version or "")
+    return m.group(0) if m else ""
+
+
+def source_trees(checkout: str | Path, given: Iterable[str | Path] = ()) -> list[SourceTree]:
+    """The other source trees a scan of ``checkout`` loads kernels with.
+
+    ``given`` (``--with``) are used as they are.  Else, for a platform plugin
+    of the data file, the host release it is made for: fetched into the data
+    directory, else installed (found, not imported).  None for a checkout that
+    is not a known plugin.
+    """
+    from tritriage.specs.catalog import checkout_project
+
+    trees = [SourceTree(str(Path(g).resolve()), *checkout_project(g), "--with") for g in given]
+    if trees:
+        return trees
+    root = Path(checkout)
+    project, version = checkout_project(root)
+    for package, rule in _plugins().items():
+        if rule.get("project") != project and not (root / package / "__init__.py").is_file():
+            continue
+        host = str(rule.get("host") or "vllm")
+        if (root / host).is_dir():
+            return []  # the checkout holds the host itself
+        if not version:
+            from tritriage.specs.catalog import checkout_version
+
+            version = checkout_version(root, package)
+        want = _release(version) if rule.get("host_version") == "release" else version
+        if not want:
+            return []
+        from tritriage.discover.fetch import sources_dir
+
+        fetched = sources_dir() / f"{host}-{want}"
+        if (fetched / ".complete").exists() and (fetched / host).is_dir():
+            return [SourceTree(str(fetched), host, want, "fetched")]
+        installed = _installed(host)
+        if installed is not None and _release(installed[1]) == want:
+            return [SourceTree(installed[0], host, installed[1], "installed")]
+        return []
+    return []
+
+
+def _installed(package: str) -> tuple[str, str] | None:
+    """(package directory, version) of an installed package, without importing it."""
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        version = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        version = ""
+    return str(Path(list(spec.submodule_search_locations)[0]).resolve()), version

@@ -46,12 +46,13 @@ _HOST: dict | None = None
 class _HostAnswer:
     """A function of the emulated Ascend host: returns the table's answer and notes it."""
 
-    def __init__(self, label: str, value):
+    def __init__(self, label: str, value, where: str = ""):
         self.label = label
         self.value = value
+        self.where = where  # which part a device property is for
 
     def __call__(self, *args, **kwargs):
-        _host_notes.append(f"{self.label}() -> {self.value!r}")
+        _host_notes.append(f"{self.label}() -> {self.value!r}{self.where}")
         return self.value
 
 
@@ -74,6 +75,42 @@ class _HostObject:
         raise AttributeError(attr)
 
 
+# The Ascend part launch sites are evaluated for (num_vectorcore differs
+# between a 910B1 and a 910B3); the scan's --arch, through use_arch().
+_ARCH: str | None = None
+
+
+def use_arch(arch: str | None) -> None:
+    global _ARCH
+    _ARCH = arch
+
+
+def target_part() -> str:
+    from tritriage.sandbox.stages import DEFAULT_ARCH, SOC_OF_FAMILY
+
+    arch = _ARCH or DEFAULT_ARCH
+    return SOC_OF_FAMILY.get(arch, arch)
+
+
+def _device_value(raw):
+    """The table's value, with ``device.X`` read from the target part's properties."""
+    if isinstance(raw, str) and raw.startswith("device."):
+        from tritriage.sandbox.loader import device_properties
+
+        return device_properties(target_part())[raw[len("device."):]]
+    return raw
+
+
+class _DeviceQuery(_HostAnswer):
+    """``driver.active.utils.get_device_properties(dev)``: the target part's whole dict."""
+
+    def __call__(self, *args, **kwargs):
+        from tritriage.sandbox.loader import device_properties
+
+        _host_notes.append(f"{self.label}() -> {target_part()}'s properties")
+        return device_properties(target_part())
+
+
 def host_name(name: str):
     """What ``name`` is on an Ascend host, when the table says; KeyError otherwise."""
     table = _host_table()
@@ -81,12 +118,26 @@ def host_name(name: str):
         if name in entries:
             return _HostObject(name, entries[name])
     if name in table.get("helpers", {}):
-        return _HostAnswer(name, table["helpers"][name])
+        raw = table["helpers"][name]
+        value = _device_value(raw)
+        return _HostAnswer(f"{name}", value) if value is raw else _HostAnswer(name, value, f" ({target_part()})")
     if name in table.get("constants", {}):
         value = table["constants"][name]
         _host_notes.append(f"{name} -> {value!r}")
         return value
     raise KeyError(name)
+
+
+def _device_query(func: ast.AST) -> _DeviceQuery | None:
+    """The table's device query a call names (``...driver.active.utils.get_device_properties``)."""
+    try:
+        dotted = ast.unparse(func)
+    except Exception:  # noqa: BLE001
+        return None
+    for q in _host_table().get("device_queries", ()):
+        if dotted == q or dotted.endswith("." + q):
+            return _DeviceQuery(q.rpartition(".")[2], None)
+    return None
 
 
 def host_eval(fn, *args):
@@ -227,8 +278,21 @@ def _safe_eval(node: ast.AST, env: dict[str, Any]):
             # Either branch is reachable (fp16 or fp32 queries): the value is a guess.
             _host_notes.append(_GUESSED)
             return _safe_eval(node.body, env)
+    if isinstance(node, ast.Subscript):
+        base = _safe_eval(node.value, env)
+        if isinstance(base, dict):
+            return base[_safe_eval(node.slice, env)]
+        raise KeyError(ast.unparse(node))
     if isinstance(node, ast.Call):
         name = _fname(node)
+        query = _device_query(node.func)
+        if query is not None:
+            return query()
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "get" and node.args:
+            base = _safe_eval(node.func.value, env)
+            if isinstance(base, dict):
+                key = _safe_eval(node.args[0], env)
+                return base[key] if key in base else (_safe_eval(node.args[1], env) if len(node.args) > 1 else None)
         if isinstance(node.func, (ast.Name, ast.Attribute)):
             try:
                 fn = _safe_eval(node.func, env)

@@ -167,8 +167,11 @@ def _check(pairs: Sequence[tuple[Kernel, Spec]], ids: Sequence[int], root: str, 
     if not ids:
         return {}
     # No crash retry: a spec check that crashes is rare and says enough once.
+    from tritriage.discover.plugin import source_trees
+
     settings = Settings(python=python, target=target, timeout=CHECK_TIMEOUT, retry_crashes=False,
-                        arch=os.environ.get("TRITON_ASCEND_ARCH") or "Ascend910B3")
+                        arch=os.environ.get("TRITON_ASCEND_ARCH") or "Ascend910B3",
+                        roots=tuple(t.path for t in source_trees(root)))
     jobs = [Job(kernel=pairs[i][0], spec=pairs[i][1], checkout=root, id=i, stop_after="frontend") for i in ids]
     out: dict[int, dict] = {}
     try:
