@@ -662,8 +662,10 @@ def _plugin_record(inventory: Inventory, plugin: str | Path) -> dict:
     root = Path(plugin).resolve()
     found = replacements(root)
     packages = sorted(p.name for p in root.iterdir() if (p / "__init__.py").is_file())
-    version = next((v for v in (checkout_version(root, p) for p in packages) if v), "")
-    return {"root": str(root), "version": version, "packages": packages, "assignments": len(found),
+    from tritriage.specs.catalog import checkout_project
+
+    version = next((v for v in (checkout_version(root, p) for p in packages) if v), "") or checkout_project(root)[1]
+    return {"root": str(root), "version": version, "project": checkout_project(root)[0] or None, "packages": packages, "assignments": len(found),
             "replaced": {kid: {"by": r.by, "file": r.file, "line": r.line}
                          for kid, r in replaced_kernels(inventory.kernels, found).items()}}
 

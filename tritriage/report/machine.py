@@ -6,7 +6,8 @@ JSON (``schema_version`` 1; keys always present, in this order)::
       "schema_version": 1,
       "run": {"id", "checkout", "commit", "vllm_version", "triton_ascend", "cann" (null when absent),
               "arch", "python", "stages_available": [stage...], "compilers": {stage: compiler or why not run},
-              "status", "started", "finished"
+              "status", "plugin" (scan --plugin), "other_sources": [trees jit helpers were loaded from],
+              "started", "finished"
               (ISO 8601 UTC or null)},
       "totals": {"kernels", "entries", "helpers", "files", "passed", "failed", "no_spec", "not_run",
                  "flaky", "pairs", "failed_by": {stage or loader|timeout|crash|oom: kernels},
@@ -95,6 +96,7 @@ def _kernel(view: ReportView, kv: KernelView) -> dict:
                    "seconds": round(s.seconds, 3), "stages": _stages(s.stages), "error": _error(s.error),
                    "spec_error": s.spec_error or None, "standins": list(s.standins),
                    "evaluated_as_ascend": list(s.ascend),
+                   "other_sources": list(s.other_sources),
                    "signature": dict(s.spec.signature) if s.spec else None,
                    "constexprs": dict(s.spec.constexprs) if s.spec else None,
                    "options": dict(s.spec.options) if s.spec else None}
@@ -120,8 +122,12 @@ def to_json_data(view: ReportView) -> dict:
                 "compilers": dict((run.settings or {}).get("compilers") or {}), "status": run.status,
                 # scan --plugin: the plugin, and the kernels used as is that fail (its work list).
                 "plugin": {"checkout": view.plugin,
+                           "project": ((run.settings or {}).get("plugin") or {}).get("project"),
                            "version": ((run.settings or {}).get("plugin") or {}).get("version"),
+                           "vllm_version": view.vllm_version or None,
                            "gaps": list(view.plugin_gaps)} if view.plugin_gaps is not None else None,
+                # Other source trees (scan --with) the kernels' jit helpers were also loaded from.
+                "other_sources": list((run.settings or {}).get("roots") or []),
                 "started": _iso(run.started), "finished": _iso(run.finished),
                 # What the run went through: interrupted, resumed, workers_lost, compiles_retried.
                 "record": dict(getattr(run, "record", None) or {})},

@@ -125,9 +125,13 @@ def header(view: ReportView) -> list[tuple[str, str]]:
     ]
     plugin = (run.settings or {}).get("plugin")
     if plugin:
-        names = "/".join(plugin.get("packages") or ()) or "plugin"
+        names = plugin.get("project") or "/".join(plugin.get("packages") or ()) or "plugin"
         rows.append(("plugin", f"{names} {plugin.get('version') or ''} ({code(plugin['root'])}): "
                                f"replaces {len(plugin.get('replaced') or {})} of these kernels on Ascend"))
+    roots = (run.settings or {}).get("roots") or []
+    if roots:
+        rows.append(("other sources", "jit helpers the kernels import also loaded from "
+                     + ", ".join(code(r) for r in roots)))
     if compilers.get("binary"):
         rows.append(("binary stage", compilers["binary"]))
     if compilers.get("hivmc"):
@@ -161,6 +165,10 @@ def _kernel_note(view: ReportView, kv) -> str:
     ascend = tuple(dict.fromkeys(a for sp in kv.specs for a in sp.ascend))
     if ascend:
         note += " · evaluated as Ascend: " + ", ".join(code(a) for a in ascend)
+    others = tuple(dict.fromkeys(a for sp in kv.specs for a in sp.other_sources))
+    if others:
+        # Its verdict rests on code outside the checkout too.
+        note += " · jit helpers from another source tree: " + ", ".join(code(a) for a in others)
     if kv.kernel.platform_only:
         note += f" · not used on Ascend ({kv.kernel.platform_only}-only: {kv.kernel.platform_reason})"
     if kv.replaced_by:

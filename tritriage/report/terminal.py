@@ -21,6 +21,23 @@ def totals_line(view: ReportView) -> str:
     return line + (f", {t.flaky} flaky" if t.flaky else "")
 
 
+def deployed(view: ReportView) -> str:
+    """What was scanned, by release: "vLLM 0.23.0 with vllm-ascend 0.23.0", and the
+    other source trees kernels were loaded with."""
+    settings = view.run.settings or {}
+    plugin = settings.get("plugin") or {}
+    parts = []
+    if view.vllm_version:
+        parts.append(f"vLLM {view.vllm_version}")
+    if plugin:
+        name = plugin.get("project") or "/".join(plugin.get("packages") or ()) or "plugin"
+        parts.append(f"with {name} {plugin.get('version') or '(version unknown)'}")
+    roots = settings.get("roots") or []
+    if roots:
+        parts.append("jit helpers also loaded from " + ", ".join(roots))
+    return escape("; ".join(parts).replace("; with", " with"))
+
+
 def print_report(view: ReportView, console) -> None:
     from rich import box
     from rich.table import Table
@@ -35,6 +52,9 @@ def print_report(view: ReportView, console) -> None:
                   + f"{escape(run.arch or '?')}; stages run: {', '.join(run.stages_available) or '-'}"
                   + (f"; {record_text(run.record)}" if getattr(run, "record", None) else ""),
                   highlight=False)
+    line = deployed(view)
+    if line:
+        console.print(line, highlight=False)
     # One table per source file, as the checklist has it: a file column
     # would eat half of an 80-column terminal.
     for fv in view.files:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Iterable
 
 from tritriage.model import FAIL_OUTCOMES, PASSES, FAILED, NOT_RUN, PASSED, STAGES, Diagnosis, Kernel, Location, StageResult
+from tritriage.sandbox.loader import OTHER_TREE_NOTE
 from tritriage.store import Run, Store, StoredResult
 
 STATUSES = ("passed", "failed", "no-spec", "not-run")
@@ -80,6 +81,8 @@ class ErrorView:
 _STANDIN = re.compile(r"\[tritriage\] loader: (\S+) is bound only at run time")
 # What the Ascend-host emulation answered while loading the kernel (sandbox/loader.py).
 _ASCEND = re.compile(r"\[tritriage\] loader: evaluated as Ascend: (.+)")
+# A module the kernel's code came from in another source tree (scan --with; sandbox/loader.py).
+_OTHER_TREE = re.compile(r"\[tritriage\] loader: " + re.escape(OTHER_TREE_NOTE) + r" (.+)")
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class SpecView:
     spec_error: str = ""  # first line of a spec-error
     standins: tuple[str, ...] = ()  # run-time names the loader replaced (vllm.platforms.current_platform)
     ascend: tuple[str, ...] = ()  # answers of the emulated Ascend host: "current_platform.is_cuda() -> False"
+    other_sources: tuple[str, ...] = ()  # "vllm.v1.worker.gpu.block_table (/path/to/vllm-0.23.0)"
     spec: object = None  # the Spec itself (signature, constexprs, options)
 
 
@@ -510,6 +514,8 @@ def _entry_view(k: Kernel, results: list[StoredResult], run: Run, catalog, filte
                               spec_error=spec_err,
                               standins=tuple(dict.fromkeys(_STANDIN.findall(res.log or ""))),
                               ascend=tuple(dict.fromkeys(a.strip() for a in _ASCEND.findall(res.log or ""))),
+                              other_sources=tuple(dict.fromkeys(a.strip()
+                                                                for a in _OTHER_TREE.findall(res.log or ""))),
                               spec=r.spec))
     failing = [s for s in specs if s.verdict == FAILED]
     passing = [s for s in specs if s.verdict == PASSED]
