@@ -60,3 +60,28 @@ def test_scan_with_the_plugin_lists_only_real_gaps(tmp_path, monkeypatch):
     # Used as is and failing, with no replacement: the plugin team's work list.
     assert sorted(g.rsplit(".", 1)[-1] for g in doc["run"]["plugin"]["gaps"]) == ["broken_kernel", "fallback_kernel"]
     assert "## vllm-ascend gaps" in md and "`broken_kernel`" in md.split("## vllm-ascend gaps")[1].split("## ")[0]
+
+
+def test_a_plugins_vllm_sources_are_found_as_a_user_expects(tmp_path, monkeypatch):
+    """--with wins; else the vLLM release the plugin is made for, fetched into the data dir."""
+    from tritriage.discover.plugin import source_trees
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("TRITRIAGE_HOME", str(home))
+    plugin = tmp_path / "vllm-ascend-0.9.1rc1"
+    (plugin / "vllm_ascend").mkdir(parents=True)
+    (plugin / "vllm_ascend" / "__init__.py").write_text("")
+    (plugin / ".complete").write_text("0.9.1rc1")
+    monkeypatch.setattr("tritriage.discover.plugin._installed", lambda package: None)
+    assert source_trees(plugin) == []  # nothing fetched, nothing installed: the loader says what to give
+    fetched = home / "sources" / "vllm-0.9.1"
+    (fetched / "vllm").mkdir(parents=True)
+    (fetched / "vllm" / "__init__.py").write_text("")
+    (fetched / ".complete").write_text("0.9.1")
+    (trees,) = source_trees(plugin)
+    assert (Path(trees.path), trees.version, trees.how) == (fetched.resolve(), "0.9.1", "fetched")
+    other = tmp_path / "my-vllm"
+    (other / "vllm").mkdir(parents=True)
+    (other / "vllm" / "__init__.py").write_text("")
+    assert [Path(t.path) for t in source_trees(plugin, [other])] == [other.resolve()]
+    assert source_trees(fetched) == []  # vLLM itself needs no other tree

@@ -82,3 +82,39 @@ def test_loader_sees_an_npu_host(tmp_path, capfd):
     # A second load of the cached kernel still says what it rests on.
     load_kernel(tmp_path, "proj/k.py", "k")
     assert "evaluated as Ascend: is_npu_available() -> True" in capfd.readouterr().err
+
+
+def test_launch_sites_get_the_target_parts_core_counts(tmp_path):
+    """A grid or constexpr sized by the device's core count takes the --arch part's count."""
+    import json
+
+    from tritriage.specs import constexprs
+
+    pkg = tmp_path / "plug"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "k.py").write_text(
+        "import torch\nimport triton\nimport triton.language as tl\n"
+        "from plug.utils import get_vectorcore_num\n\n"
+        "@triton.jit\ndef kernel(y_ptr, CORES: tl.constexpr, AIC: tl.constexpr):\n"
+        "    tl.store(y_ptr + tl.arange(0, CORES), AIC)\n\n"
+        "def launch(y):\n"
+        "    cores = get_vectorcore_num()\n"
+        "    aic = triton.runtime.driver.active.utils.get_device_properties(torch.npu.current_device())"
+        "[\"num_aicore\"]\n"
+        "    kernel[(cores,)](y, CORES=cores, AIC=aic)\n")
+    (pkg / "utils.py").write_text(
+        "_N = -1\n\ndef get_vectorcore_num():\n    assert _N > 0, 'init_device_properties first'\n    return _N\n")
+    devices = json.loads((Path(constexprs.__file__).parents[1] / "sandbox" / "runtime_standins.json")
+                         .read_text())["devices"]
+    inv = discover(tmp_path)
+    k = next(k for k in inv.kernels if k.name == "kernel")
+    try:
+        for arch in ("Ascend910B1", "Ascend910B4"):
+            constexprs.use_arch(arch)
+            spec = infer_spec(k, inv, tmp_path)
+            assert spec.constexprs["CORES"] == devices[arch]["num_vectorcore"]
+            assert spec.constexprs["AIC"] == devices[arch]["num_aicore"]
+            assert f"({arch})" in spec.rules["CORES"]
+    finally:
+        constexprs.use_arch(None)
