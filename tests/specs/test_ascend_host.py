@@ -118,3 +118,38 @@ def test_launch_sites_get_the_target_parts_core_counts(tmp_path):
             assert f"({arch})" in spec.rules["CORES"]
     finally:
         constexprs.use_arch(None)
+
+
+def test_a_file_importing_a_vendor_only_package_is_not_used_on_ascend(tmp_path):
+    # A module-level `import cutlass` fails on an Ascend host, so nothing in the
+    # file runs there; the same import under try/if, or a package of the
+    # checkout's own named like one, leaves the kernels in.
+    kernel = ("import triton\nimport triton.language as tl\n\n@triton.jit\ndef {name}(x_ptr):\n"
+              "    tl.store(x_ptr, 1)\n\ndef launch(x):\n    {name}[(1,)](x)\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg/cute.py").write_text("from cutlass import cute\n" + kernel.format(name="k_cute"))
+    (tmp_path / "pkg/maybe.py").write_text("try:\n    import cutlass\nexcept ImportError:\n    cutlass = None\n"
+                                           + kernel.format(name="k_maybe"))
+    (tmp_path / "pkg/plain.py").write_text(kernel.format(name="k_plain"))
+    kinds = {k.name: k for k in discover(tmp_path).kernels}
+    assert kinds["k_cute"].platform_only == "cuda"
+    assert "imports cutlass" in kinds["k_cute"].platform_reason and "pkg/cute.py:1" in kinds["k_cute"].platform_reason
+    assert kinds["k_maybe"].platform_only is None and kinds["k_plain"].platform_only is None
+    (tmp_path / "cutlass").mkdir()  # the checkout's own `cutlass` package
+    (tmp_path / "cutlass/__init__.py").write_text("")
+    assert not any(k.platform_only for k in discover(tmp_path, use_cache=False).kernels)
+
+
+def test_every_pdl_flag_a_launch_computes_is_false_on_ascend(vllm033):
+    # PDL / GDC are Hopper+ launch features: an Ascend launch never asks for them.
+    inv = discover(vllm033)
+    flags = {"USE_PDL", "USE_GDC", "LAUNCH_PDL", "PDL", "launch_pdl"}
+    seen = 0
+    for k in inv.kernels:
+        if k.kind != "entry" or k.platform_only or not flags & {p.name for p in k.params}:
+            continue
+        spec = infer_spec(k, inv, vllm033)
+        for name in flags & set(spec.constexprs):
+            seen += 1
+            assert spec.constexprs[name] is False, (k.id, name, spec.rules[name])
+    assert seen >= 20

@@ -718,7 +718,7 @@ def _tree_key(files) -> str:
     h = hashlib.sha1(_CACHE_VERSION.encode())
     # Discovery's own code and data decide the answer too.
     here = Path(__file__).resolve()
-    for own in (here, REEXPORTS, *sorted((here.parents[1] / "data").glob("*.yaml"))):
+    for own in (here, here.parent / "platforms.py", REEXPORTS, *sorted((here.parents[1] / "data").glob("*.yaml"))):
         try:
             h.update(own.read_bytes())
         except OSError:
@@ -909,7 +909,7 @@ def _discover(root: Path, files, jobs: int | None) -> Inventory:
     kernels.sort(key=lambda k: (k.file, k.line))
     from tritriage.discover.platforms import mark_platform_only
 
-    kernels = mark_platform_only(kernels)
+    kernels = mark_platform_only(kernels, root=root)
     return Inventory(
         root=str(root),
         kernels=tuple(kernels),

@@ -1,7 +1,8 @@
 """Which kernels an Ascend host never uses, and why.
 
 Static, from the inventory alone: the file's path (vendor-only directories and
-files) or the launch sites (every one behind a CUDA/ROCm/XPU check).  The
+files), a vendor-only package the file imports unconditionally, or the launch
+sites (every one behind a CUDA/ROCm/XPU check).  The
 rules are data (``tritriage/data/platform_only.yaml``).  Such kernels stay in
 the inventory; the report keeps them out of the pass/fail totals.
 """
@@ -26,6 +27,7 @@ RULES_FILE = Path(__file__).resolve().parent.parent / "data" / "platform_only.ya
 class Rules:
     paths: tuple[tuple[str, str, str], ...]  # (pattern, platform, reason)
     guards: tuple[tuple[str, re.Pattern], ...]  # (platform, names as whole words)
+    imports: tuple[tuple[str, str, str], ...] = ()  # (top-level package, platform, reason)
 
 
 @functools.lru_cache(maxsize=4)
@@ -34,7 +36,38 @@ def load_rules(path: str | None = None) -> Rules:
     paths = tuple((r["match"], r["platform"], r["reason"]) for r in data.get("paths", []))
     guards = tuple((plat, re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b"))
                    for plat, names in (data.get("guards") or {}).items() if names)
-    return Rules(paths, guards)
+    imports = tuple((r["package"], plat, r["reason"])
+                    for plat, entries in (data.get("imports") or {}).items() for r in entries or ())
+    return Rules(paths, guards, imports)
+
+
+# Only a statement in column 0 runs unconditionally when the module is
+# imported: one indented under try/if/def may never run on Ascend.
+_TOP_IMPORT = re.compile(r"^(?:from[ \t]+([\w.]+)[ \t]+import\b|import[ \t]+([\w.]+))", re.M)
+
+
+def import_platform(root: Path | str, rel: str, rules: Rules | None = None) -> tuple[str, str] | None:
+    """The vendor platform whose package ``rel`` cannot be imported without."""
+    rules = rules or load_rules()
+    if not rules.imports:
+        return None
+    try:
+        text = (Path(root) / rel).read_text(errors="replace")
+    except OSError:
+        return None
+    for m in _TOP_IMPORT.finditer(text):
+        top = (m.group(1) or m.group(2)).split(".")[0]
+        for package, platform, reason in rules.imports:
+            if top == package and not _own_package(Path(root), package):
+                line = text.count("\n", 0, m.start()) + 1
+                return platform, f"imports {package} ({reason}) at module level: {rel}:{line}"
+    return None
+
+
+def _own_package(root: Path, name: str) -> bool:
+    """Whether ``name`` is a top-level package or module of the checkout (an
+    absolute import finds that one first; a sibling module of the file it never finds)."""
+    return (root / name).is_dir() or (root / f"{name}.py").is_file()
 
 
 def path_platform(rel: str, rules: Rules | None = None) -> tuple[str, str] | None:
@@ -88,9 +121,10 @@ def guard_platform(guard: str, rules: Rules | None = None) -> str | None:
     return None
 
 
-def kernel_platform(kernel: Kernel, rules: Rules | None = None) -> tuple[str, str] | None:
+def kernel_platform(kernel: Kernel, rules: Rules | None = None, root: Path | str | None = None,
+                    ) -> tuple[str, str] | None:
     rules = rules or load_rules()
-    hit = path_platform(kernel.file, rules)
+    hit = path_platform(kernel.file, rules) or (import_platform(root, kernel.file, rules) if root else None)
     if hit:
         return hit
     if not kernel.launch_sites:
@@ -108,7 +142,8 @@ def kernel_platform(kernel: Kernel, rules: Rules | None = None) -> tuple[str, st
     return platform, f"launched only behind `if {guard}` ({site.file}:{site.line})"
 
 
-def mark_platform_only(kernels: list[Kernel], rules: Rules | None = None) -> list[Kernel]:
+def mark_platform_only(kernels: list[Kernel], rules: Rules | None = None,
+                       root: Path | str | None = None) -> list[Kernel]:
     """The kernels, those an Ascend host never uses marked with the platform and the reason.
 
     A helper follows its callers: when every entry kernel that calls it is
@@ -116,8 +151,11 @@ def mark_platform_only(kernels: list[Kernel], rules: Rules | None = None) -> lis
     """
     rules = rules or load_rules()
     out = {}
+    files: dict[str, tuple[str, str] | None] = {}
     for k in kernels:
-        hit = kernel_platform(k, rules)
+        if k.file not in files:
+            files[k.file] = import_platform(root, k.file, rules) if root else None
+        hit = path_platform(k.file, rules) or files[k.file] or kernel_platform(k, rules)
         out[k.id] = dataclasses.replace(k, platform_only=hit[0], platform_reason=hit[1]) if hit else k
     callers: dict[str, list[str]] = {}
     for k in kernels:
