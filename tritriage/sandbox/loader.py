@@ -1324,10 +1324,14 @@ class _Loader:
         if base is None:
             raise _Unresolved(f"relative import beyond the top of the checkout (line {node.lineno})",
                               import_failure=True)
-        if self.in_checkout(base) and self._other.get(base.partition(".")[0]) is not None \
-                and _reexport(f"{base}.{name}") is not None:
-            # vllm.triton_utils' tl from vLLM's tree is still Triton: no need to slice it.
-            return self._reexported(base, name)
+        if self.in_checkout(base) and self._other.get(base.partition(".")[0]) is not None:
+            # vllm.triton_utils' tl and HAS_TRITON from vLLM's tree are still Triton
+            # and the Ascend host's answer: no need to slice (and name) that tree.
+            if _reexport(f"{base}.{name}") is not None:
+                return self._reexported(base, name)
+            known, value = host_constant(name)
+            if known:
+                return value
         if self.in_checkout(base):
             mod_src = self._checkout_source(base)
             self._note_other_tree(base)
