@@ -11,6 +11,12 @@ is evaluated as on an Ascend host where the host table knows its names
 
 A vLLM kernel is then *replaced* when the assignment names it, or names every
 Python function that launches it (its launch sites' enclosing functions).
+
+vLLM's kernel dispatcher (``@pluggable_kernel`` / ``@register_kernel`` keyed by
+a kernel's qualified name, vLLM PR 43048) is not in vLLM 0.23.0 nor used by
+vllm-ascend 0.23.0, so no registration is read yet; the ``register_kernel`` of
+0.23.0's ``vllm/kernels/helion/register.py`` registers Helion kernels, another
+DSL, and replaces no Triton kernel.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from tritriage import yamlio
 from tritriage.discover.inventory import _dotted
 from tritriage.model import Kernel
 
@@ -192,7 +199,7 @@ def _plugins() -> dict:
     import yaml
 
     try:
-        return {k: v for k, v in (yaml.safe_load(PLUGINS_FILE.read_text()) or {}).items() if isinstance(v, dict)}
+        return {k: v for k, v in (yamlio.load(PLUGINS_FILE.read_text()) or {}).items() if isinstance(v, dict)}
     except (OSError, yaml.YAMLError):
         return {}
 
