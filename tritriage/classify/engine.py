@@ -354,10 +354,12 @@ class Classifier:
         compiled = reading.banner_stage in STAGE_TO_CLASS or reading.tool in TOOL_TO_CLASS
         best = None
         best_key = None
+        roots = [p for p in self.patterns.patterns if p.rank == 0]
         for cand in reading.candidates:  # sorted by (weight, index)
-            if best_key is not None and best_key[0] == 0:
-                break  # nothing later can beat a cause
-            for p in self.patterns.patterns:
+            if best_key is not None and best_key[0] <= 1:
+                if best_key[0] == 0 or not roots:
+                    break  # nothing later can beat a root, nor a cause without roots
+            for p in self.patterns.patterns if best_key is None or best_key[0] > 1 else roots:
                 m = p.match(cand.text)
                 if not m:
                     continue

@@ -66,8 +66,10 @@ USER_RULES_NAME = "rules.yaml"
 # diagnostic that says why; a wrapper only says that something failed ("Inner
 # error", "pipeline failed", a bare "error:"); chatter is a line a healthy run
 # prints too (an environment probe, an import warning), used only when nothing
-# else in the log explains the failure.
-RANKS: tuple[str, ...] = ("cause", "wrapper", "chatter")
+# else in the log explains the failure.  A root is a note the worker adds
+# once it has found what an error further up comes from (a call that returned
+# None, say): it beats the error it explains.
+RANKS: tuple[str, ...] = ("root", "cause", "wrapper", "chatter")
 
 # Values the engine computes and a subclass template may use besides the
 # pattern's own named groups.
@@ -86,7 +88,7 @@ class Pattern:
     # A frontend failure known to be triton-ascend's (fp8, tl.extra.cuda...):
     # even an inferred spec that meets it is sound, the gap is Ascend's.
     ascend_gap: bool = False
-    rank: int = 0  # index in RANKS
+    rank: int = 1  # index in RANKS ("cause")
     unstaged: str | None = None  # class of an "@stage" pattern when no stage is known
     fixtures: tuple[str, ...] = ()  # public fixtures (file stems) the pattern was fitted to
     origin: str = ""  # the file it came from
@@ -336,7 +338,7 @@ def _load_patterns(path: Path, own_codes: bool = True) -> PatternSet:
         gap = entry.get("ascend_gap", False)
         if not isinstance(gap, bool):
             raise _fail(path, f"{where} field 'ascend_gap'", "must be true or false")
-        rank = entry.get("rank", RANKS[0])
+        rank = entry.get("rank", "cause")
         if rank not in RANKS:
             raise _fail(path, f"{where} field 'rank'", f"{rank!r} is not one of {', '.join(RANKS)}")
         unstaged = entry.get("unstaged")

@@ -57,6 +57,12 @@ HIVMC_NOT_RUN = ("CANN's hivmc is not installed: ISA code generation not run (a 
 LAUNCH_NOT_RUN = "a scan compiles only: launching needs an NPU and torch_npu (`tritriage test` runs kernels there)"
 # Said under a failed binary stage run without CANN: which releases met.
 PAIRING_LINE = "[tritriage] binary stage: bishengir-compile %s from %s, given triton-ascend %s's linalg output"
+# Said under a frontend failure when the kernel calls a dispatch stub of
+# triton (``triton.language.extra.libdevice.exp``: a body of ``...``) that this
+# backend's module map does not replace: the call returns None there, and the
+# error that follows ("'NoneType' object has no attribute ...") is the
+# backend's gap, not the kernel's or the spec's.  patterns.yaml reads it.
+UNMAPPED_STUB_LINE = "[tritriage] %s calls %s, a dispatch stub this triton-ascend does not implement (its call returns None)"
 # What the stand-in hivmc prints, so that no log can pass it off as CANN's.
 HIVMC_STANDIN_BANNER = "[tritriage] stand-in hivmc, not CANN's: no ISA code generated, no object file written"
 
@@ -635,6 +641,67 @@ def result(stages, outcome, error="", sig=None, t_start=None):
             "compiler_seconds": sum(s["seconds"] for s in stages)}
 
 
+def unmapped_stub_calls(fn, module_map, limit=64):
+    """(caller, stub) for each call, in ``fn`` or the jit functions it reaches,
+    to a function of triton's own package whose body is only ``...`` and that
+    ``module_map`` (the backend's replacements, as the code generator applies
+    them) leaves as it is.  Upstream backends map such stubs to their
+    libdevice; triton-ascend 3.2.0 maps none."""
+    import ast
+    import inspect
+    import textwrap
+    import types
+
+    from triton.runtime.jit import JITFunction
+
+    def resolve(node, scope):
+        if isinstance(node, ast.Name):
+            return scope.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = resolve(node.value, scope)
+            return getattr(base, node.attr, None) if base is not None else None
+        return None
+
+    def is_stub(obj):
+        if not isinstance(obj, types.FunctionType) or not (obj.__module__ or "").startswith("triton."):
+            return False
+        mapped = module_map.get(obj.__module__)
+        if mapped is not None and hasattr(mapped, obj.__name__):
+            return False
+        try:
+            body = ast.parse(textwrap.dedent(inspect.getsource(obj))).body[0].body
+        except Exception:  # noqa: BLE001 - no source, no verdict
+            return False
+        return all(isinstance(b, ast.Pass) or isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant)
+                   and (b.value.value is Ellipsis or isinstance(b.value.value, str)) for b in body)
+
+    try:
+        todo = [unwrap(fn)]
+    except SpecError:
+        return []
+    found, seen = [], set()
+    while todo and len(seen) < limit:
+        f = todo.pop()
+        if id(f) in seen or not isinstance(f, JITFunction):
+            continue
+        seen.add(id(f))
+        try:
+            tree = ast.parse(textwrap.dedent(f.src))
+        except Exception:  # noqa: BLE001
+            continue
+        scope = getattr(f.fn, "__globals__", {})
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                obj = resolve(node.func, scope)
+                if isinstance(obj, JITFunction):
+                    todo.append(obj)
+                elif is_stub(obj):
+                    hit = (f.__name__, "%s.%s" % (obj.__module__, obj.__name__))
+                    if hit not in found:
+                        found.append(hit)
+    return found
+
+
 def compile_kernel(fn, spec, rep, arch=None, binary=None, blackbox=False, stop_after=None):
     """Specialize ``fn`` as ``spec`` says and drive triton-ascend's stages one
     by one (``stop_after`` a stage: only up to it); a result dict.
@@ -714,6 +781,10 @@ def compile_kernel(fn, spec, rep, arch=None, binary=None, blackbox=False, stop_a
 
     out, err, text, sig = run_stage("frontend", frontend)
     if err is not None:
+        notes = [UNMAPPED_STUB_LINE % hit for hit in unmapped_stub_calls(fn, module_map)]
+        if notes:
+            text = text + "\n" + "\n".join(notes)
+            stages[-1] = dict(stages[-1], reason=text)
         return failed(err, text, sig)
     if stop_after == "frontend":
         return finish(outcome_of(stages))
