@@ -83,10 +83,15 @@ def test_cache_lookup_respects_limits(tmp_path):
         assert store.cached("slow", timeout=300) is None, "a longer timeout might let it finish"
         assert store.cached("plain", timeout=300).outcome == "failed"
         assert store.cached("missing") is None
-        # Results copied from the cache are not themselves cache sources.
+        # A copy (reclassified under newer rules, say) is the newest source, and
+        # copying it again still names the run that compiled it.
         run2 = _new_run(store)
         store.add_result(run2, _result(kernel="other"), None, "plain", cached_from=run_id)
-        assert store.cached("plain").run_id == run_id
+        assert store.cached("plain").run_id == run2
+        run3 = _new_run(store)
+        store.copy_cached("plain", run3, Spec(kernel="other", name="default"))
+        [copy] = store.results(run3)
+        assert copy.cached_from == run_id
 
 
 def test_worker_deaths_are_not_cached(tmp_path):

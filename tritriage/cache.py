@@ -144,6 +144,22 @@ def prepared_key(root: Path, catalog_dirs: Sequence[str | Path]) -> str:
 _CLASSIFIER_VERSION: str | None = None
 
 
+def probe_key(python: str, bishengir: str | None) -> str:
+    """The environment probe's answer holds while the probing code, the
+    interpreter and what decides the binary stage stay the same; the files
+    the answer names are checked apart (``compile/environment.py``)."""
+    h = hashlib.sha256(b"tritriage-probe-1\0")
+    try:
+        st = os.stat(python)
+        h.update(f"{os.path.realpath(python)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    except OSError:
+        h.update(python.encode())
+    for name in ("ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME", "PATH", "PYTHONPATH", "TRITRIAGE_BISHENGIR"):
+        h.update(f"{name}={os.environ.get(name, '')}\0".encode())
+    h.update(f"{bishengir}\0{sandbox_digest()}".encode())
+    return h.hexdigest()[:16]
+
+
 def classifier_version() -> str:
     """Changes when the classification rules or code change."""
     global _CLASSIFIER_VERSION

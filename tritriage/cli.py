@@ -126,9 +126,9 @@ def scan(
     shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N",
                                         help="compile only the K-th of N shares of the kernel/spec pairs (a CI "
                                              "matrix; `tritriage merge` joins the shards' report --json)"),
-    hang_budget: float = typer.Option(300.0, "--hang-budget", min=0,
-                                      help="seconds of compile-worker time to spend retrying suspected hangs with "
-                                           "the full --timeout at the end of the scan"),
+    hang_budget: float = typer.Option(0.0, "--hang-budget", min=0,
+                                      help="seconds the scan may add at its end to wait out suspected hangs with "
+                                           "the full --timeout (0: none; `rerun --kernel` waits one out)"),
     hints: int = typer.Option(8, "--hints", min=0, help="after the verdicts, compile up to N smaller tile "
                                                         "configurations of each kernel that overflows the unified "
                                                         "buffer, to find one that fits (0: none)"),

@@ -22,7 +22,8 @@ from typing import Any, Mapping
 
 from tritriage.sandbox.records import _NESTED, CompileResult, Record, StageResult, _plain  # noqa: F401
 from tritriage.sandbox.stages import (  # noqa: F401 - the one home of these names is the sandbox
-    COMPILE_STAGES, DEFAULT_ARCH, FAIL_OUTCOMES, FAILED, NOT_RUN, OUTCOMES, PASSED, PASSES, STAGE_BANNERS, STAGES,
+    COMPILE_STAGES, DEFAULT_ARCH, FAIL_OUTCOMES, FAILED, HANG_SUSPECTED, NOT_RUN, OUTCOMES, PASSED, PASSES,
+    STAGE_BANNERS, STAGES,
 )
 
 

@@ -423,6 +423,17 @@ class Store:
             " ORDER BY recorded").fetchall()
         return {(r[0], r[1]): float(r[2]) for r in rows}
 
+    def stage_seconds(self) -> list[tuple[str, str, str, float]]:
+        """(kernel id, spec, stage, seconds) of every stage a real compile ran
+        to the end (passed or failed; not cut by a timeout), oldest first: what
+        the hang policy learns a stage's usual time from."""
+        rows = self.conn.execute(
+            "SELECT s.kernel_id, s.spec, s.stage, s.seconds FROM stages s JOIN results r"
+            " ON r.run_id = s.run_id AND r.kernel_id = s.kernel_id AND r.spec = s.spec"
+            " WHERE r.cached_from IS NULL AND r.outcome NOT IN ('timeout', 'crash', 'oom')"
+            " AND s.status IN ('passed', 'failed') AND s.seconds IS NOT NULL ORDER BY r.recorded").fetchall()
+        return [(r[0], r[1], r[2], float(r[3])) for r in rows]
+
     def done(self, run_id: int) -> set[tuple[str, str]]:
         rows = self.conn.execute("SELECT kernel_id, spec FROM results WHERE run_id=?", (run_id,)).fetchall()
         return {(r[0], r[1]) for r in rows}
@@ -443,9 +454,12 @@ class Store:
         return _stored(row, stages.get((row["kernel_id"], row["spec"]), ()))
 
     def _cache_row(self, cache_key: str, timeout: float | None, memory_mb: int | None):
+        # Copies count too: one reclassified under newer rules is the one to
+        # copy next time (the original keeps the rules of its day), or every
+        # unchanged re-scan would classify it again.
         rows = self.conn.execute(
             "SELECT run_id, kernel_id, spec, outcome, timeout, memory_mb, classifier, substr(error, 1, 40) AS head"
-            " FROM results WHERE cache_key=? AND cached_from IS NULL ORDER BY recorded DESC LIMIT 5",
+            " FROM results WHERE cache_key=? ORDER BY recorded DESC LIMIT 5",
             (cache_key,),
         ).fetchall()
         for row in rows:
@@ -475,7 +489,8 @@ class Store:
                 " signal, seconds, compiler_seconds, log, error, diagnosis, diagnosis_class, artifacts_dir,"
                 " cache_key, cached_from, timeout, memory_mb, classifier, recorded)"
                 " SELECT ?, kernel_id, ?, ?, outcome, failed_stage, flaky, signal, seconds, compiler_seconds, log,"
-                " error, diagnosis, diagnosis_class, artifacts_dir, cache_key, run_id, ?, ?, classifier, ?"
+                " error, diagnosis, diagnosis_class, artifacts_dir, cache_key, COALESCE(cached_from, run_id), ?, ?,"
+                " classifier, ?"
                 " FROM results WHERE run_id=? AND kernel_id=? AND spec=?",
                 (run_id, spec.name, _json(spec), timeout, memory_mb, time.time(), *src))
             self.conn.execute(

@@ -447,31 +447,61 @@ def test_black_box_fallback_runs_the_local_binary_stage_too(store):
     assert r.stage("binary").status == "passed" and r.stage("hivmc").status == "not-run"
 
 
-def test_a_compile_far_slower_than_its_history_is_a_suspected_hang_then_confirmed(store, monkeypatch):
-    # First scan: every kernel's compile time is known.  Then the adapter
-    # hangs on add_kernel: it is cut at its first budget (its own time times
-    # HANG_FACTOR, at least HANG_FLOOR) and retried with the full timeout at
-    # the end, which confirms the hang.
-    import tritriage.compile.scan as scan_mod
+def test_a_stage_far_slower_than_its_history_is_a_suspected_hang_then_confirmed(store, monkeypatch):
+    # First scan: every stage's time is known.  Then the adapter hangs on
+    # add_kernel: it is cut once the linalg stage has run past its budget
+    # (HANG_FACTOR times its own time, at least HANG_FLOOR), long before the
+    # timeout, and retried with the full timeout at the end, which confirms it.
+    import tritriage.compile.hangs as hangs
 
     scan(store, kernels_filter=["add_kernel", "scale_kernel"])
-    monkeypatch.setattr(scan_mod, "HANG_FLOOR", 2.0)
+    monkeypatch.setattr(hangs, "HANG_FLOOR", 2.0)
     monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", "add_kernel")
     summary = scan(store, adapter=standin("hang"), kernels_filter=["add_kernel", "scale_kernel"], use_cache=False,
-                   timeout=8, hang_budget=100)
+                   timeout=30, hang_budget=30)
     assert summary.hangs_suspected == 1 and summary.hangs_confirmed == 1
     got = results(store, summary.run_id)
     assert got["scale_kernel"].outcome == "passed-to-binary"
     hung = got["add_kernel"]
-    assert hung.outcome == "timeout" and "timed out after 8 s" in hung.result.error, hung.result.error
+    assert hung.outcome == "timeout" and hung.failed_stage == "linalg"
+    assert "timed out after 30 s" in hung.result.error, hung.result.error
     assert "suspected hangs (1 retried" in summary.line()
 
 
-def test_first_budget_follows_history_and_never_cuts_a_cold_compile():
-    from tritriage.compile.scan import HANG_FACTOR, HANG_FLOOR, first_budget
+def test_a_cold_scan_cuts_a_hang_at_its_stage_budget_once_it_has_seen_enough_compiles(store, monkeypatch):
+    # No history at all: the budget is learnt from this run's first compiles,
+    # so a hang that comes later costs its stage budget, not the timeout; the
+    # verdict says so, and with no --hang-budget it is not waited out.
+    import tritriage.compile.hangs as hangs
+    from tritriage.discover.inventory import discover
 
-    assert first_budget(None, None, 120.0) == 120.0, "no history: the full timeout"
-    assert first_budget(0.5, None, 120.0) == HANG_FLOOR
-    assert first_budget(5.0, 0.5, 120.0) == HANG_FACTOR * 5.0, "its own time before the store's typical one"
-    assert first_budget(None, 3.0, 120.0) == HANG_FACTOR * 3.0
-    assert first_budget(60.0, None, 120.0) == 120.0
+    monkeypatch.setattr(hangs, "HANG_FLOOR", 2.0)
+    monkeypatch.setattr(hangs, "MIN_SAMPLES", 1)
+    order = [k.name for k in discover(CHECKOUT).kernels if k.name in ("add_kernel", "scale_kernel", "relu_kernel")]
+    last = order[-1]
+    monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", last)
+    summary = scan(store, adapter=standin("hang"), kernels_filter=order, timeout=60, jobs=1, hang_budget=0)
+    got = results(store, summary.run_id)
+    hung = got[last]
+    assert hung.outcome == "timeout" and hung.failed_stage == "linalg"
+    assert hung.result.seconds < 30, hung.result.seconds
+    assert "hang suspected" in hung.result.error and "9 compiles out of 10" in hung.result.error, hung.result.error
+    assert "rerun --kernel" in hung.result.error
+    assert summary.hangs_suspected == 1 and summary.hangs_confirmed == 0
+    assert all(got[k].outcome == "passed-to-binary" for k in order[:-1])
+
+
+def test_stage_budgets_follow_history_and_leave_a_stage_with_none_to_the_timeout():
+    from types import SimpleNamespace
+
+    from tritriage.compile.hangs import HANG_FACTOR, HANG_FLOOR, MIN_SAMPLES, HangPolicy
+
+    job = SimpleNamespace(kernel=SimpleNamespace(id="m.k"), spec=SimpleNamespace(name="s"))
+    cold = HangPolicy([], timeout=120.0)
+    assert cold.budgets(job) == {}, "no history: the full timeout only"
+    history = [(f"m.o{i}", "s", "binary", 0.5) for i in range(MIN_SAMPLES)]
+    assert HangPolicy(history, 120.0).budgets(job)["binary"][0] == HANG_FLOOR
+    own = HangPolicy(history + [("m.k", "s", "binary", 5.0)], 120.0).budgets(job)
+    assert own["binary"][0] == HANG_FACTOR * 5.0, "its own time before the machine's typical one"
+    assert "linalg" not in own, "a stage with too little history has no budget"
+    assert "binary" not in HangPolicy([("m.k", "s", "binary", 60.0)], 120.0).budgets(job), "never past the timeout"

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from tritriage import yamlio
 from tritriage.errors import UserError
 
 HERE = Path(__file__).resolve().parent
@@ -145,7 +146,7 @@ def _read_yaml(path: Path) -> Any:
     except OSError as e:
         raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
     try:
-        return yaml.safe_load(text)
+        return yamlio.load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "YAML"

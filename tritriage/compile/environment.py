@@ -134,7 +134,49 @@ def worker_env(python: str, bishengir: str | None = None) -> dict:
     return env
 
 
+def _stamps(info) -> list:
+    """Size and modification time of every file or directory the probe's
+    answer names: a reinstall or an upgrade changes them."""
+    out = []
+    for value in (info.values() if isinstance(info, dict) else info):
+        if isinstance(value, (dict, list)):
+            out.extend(_stamps(value))
+        elif isinstance(value, str) and value.startswith(os.sep):
+            for path in (value, os.path.join(value, "__init__.py")):
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                out.append([path, st.st_size, st.st_mtime_ns])
+    return out
+
+
 def _probe(python: str, bishengir: str | None = None) -> dict:
+    """What ``python`` can compile with; importing triton costs most of a
+    second, so the answer is kept while nothing it depends on changed."""
+    from tritriage.cache import probe_key
+    from tritriage.paths import cache_dir
+
+    path = cache_dir() / f"probe-{probe_key(python, bishengir)}.json"
+    try:
+        saved = json.loads(path.read_text())
+        if saved["stamps"] == _stamps(saved["info"]):
+            return saved["info"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    info = _run_probe(python, bishengir)
+    if info.get("triton"):  # a broken environment is probed again next time
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"info": info, "stamps": _stamps(info)}))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return info
+
+
+def _run_probe(python: str, bishengir: str | None = None) -> dict:
     try:
         proc = subprocess.run([python, "-m", "tritriage.sandbox.worker", "--probe"], capture_output=True,
                               text=True, env=worker_env(python, bishengir), timeout=PROBE_TIMEOUT)

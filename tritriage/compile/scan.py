@@ -32,10 +32,12 @@ from typing import Callable, Sequence
 
 from tritriage.cache import classifier_version, compile_key, prepared_key
 from tritriage.classify.verdict import SUSPECT_NOTE, describe, verdict
+from tritriage.compile.hangs import HangPolicy
 from tritriage.compile.pool import Job, Settings, WorkerPool, WorkerStartError
 from tritriage.compile.environment import EnvReport, check_environment, doctor_lines, git_commit, require
 from tritriage.errors import UserError
-from tritriage.model import DEFAULT_ARCH, OUTCOMES, PASSES, STAGES, CompileResult, Diagnosis, Inventory, Kernel, Spec
+from tritriage.model import (DEFAULT_ARCH, HANG_SUSPECTED, OUTCOMES, PASSES, STAGES, CompileResult, Diagnosis,
+                             Inventory, Kernel, Spec)
 from tritriage.select import in_shard, one_id, run_of
 from tritriage.store import Store, StoredResult
 
@@ -217,7 +219,7 @@ def run_scan(
     reference: bool = False,
     bishengir: str | None = None,
     hints: int = 0,
-    hang_budget: float = 300.0,
+    hang_budget: float = 0.0,
     shard: tuple[int, int] | None = None,
     plugin: str | Path | None = None,
     roots: Sequence[str] = (),
@@ -366,53 +368,28 @@ def _cross_check(store: Store, run_id: int, inventory: Inventory, python: str, j
                    cached_from=r.cached_from, reference_decided=True)
 
 
-# The hang policy: a compile whose own history (or, lacking it, this store's
-# typical compile) says it should take t seconds gets HANG_FACTOR * t, at
-# least HANG_FLOOR, before it counts as a suspected hang; a cold compile with
-# no history gets the full timeout.  Suspects are retried with the full
-# timeout at the end of the run, as far as --hang-budget allows.
-HANG_FACTOR = 10.0
-HANG_FLOOR = 20.0
-
-
-def first_budget(own: float | None, typical: float | None, timeout: float) -> float:
-    base = own if own is not None else typical
-    if base is None:
-        return timeout
-    return min(timeout, max(HANG_FLOOR, HANG_FACTOR * base))
-
-
-def _typical(took: dict) -> float | None:
-    times = sorted(took.values())
-    if len(times) < 20:
-        return None
-    return times[int(0.9 * (len(times) - 1))]
-
-
 def _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progress, on_result,
              hang_budget: float = 0.0) -> None:
-    took = store.compile_seconds()
-    typical = _typical(took)
-    jobs_todo = [dataclasses.replace(j, timeout=first_budget(took.get((j.kernel.id, j.spec.name)), typical,
-                                                             settings.timeout)) for j in jobs_todo]
+    policy = HangPolicy(store.stage_seconds(), settings.timeout)
     pool = WorkerPool(settings, jobs)
     pool.on_start = progress.started
+    pool.budgets = policy.budgets
     suspects = []
     try:
         for job, result in pool.run(jobs_todo):
-            if result.outcome == "timeout" and job.timeout < settings.timeout:
+            policy.observe(result)
+            if result.outcome == "timeout" and HANG_SUSPECTED in result.error:
                 suspects.append(job)
                 result = dataclasses.replace(result, error=result.error + (
-                    f"\n\n[tritriage] hang suspected: no result within {job.timeout:g} s, "
-                    f"{HANG_FACTOR:g} times what this compile took before; "
-                    f"`tritriage rerun --kernel {job.kernel.id}` waits the full {settings.timeout:g} s"))
-            _record(store, run_id, result, job.cache_key, checkout, settings, summary, on_result, spec=job.spec,
-                    timeout=job.timeout)
+                    f"\n\n[tritriage] `tritriage rerun --kernel {job.kernel.id}` waits the full "
+                    f"{settings.timeout:g} s"))
+            _record(store, run_id, result, job.cache_key, checkout, settings, summary, on_result, spec=job.spec)
             progress.add(result, job)
         # Confirm suspected hangs with the full timeout, as far as the budget allows.
+        pool.budgets = None
         slots = max(1, jobs or os.cpu_count() or 1)
-        n = int(hang_budget * slots // max(settings.timeout, 1.0))
-        confirm = [dataclasses.replace(j, timeout=None) for j in suspects[:n]]
+        n = int(hang_budget // max(settings.timeout, 1.0)) * slots  # each round of `slots` costs a timeout
+        confirm = [dataclasses.replace(j, stage_budgets=None) for j in suspects[:n]]
         for job, result in pool.run(confirm):
             record(store, run_id, result, spec=job.spec, key=job.cache_key, checkout=checkout, settings=settings)
         summary.hangs_confirmed += len(confirm)

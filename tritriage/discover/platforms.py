@@ -16,8 +16,8 @@ import re
 import ast
 from pathlib import Path
 
-import yaml
 
+from tritriage import yamlio
 from tritriage.model import Kernel
 
 RULES_FILE = Path(__file__).resolve().parent.parent / "data" / "platform_only.yaml"
@@ -32,7 +32,7 @@ class Rules:
 
 @functools.lru_cache(maxsize=4)
 def load_rules(path: str | None = None) -> Rules:
-    data = yaml.safe_load(Path(path or RULES_FILE).read_text()) or {}
+    data = yamlio.load(Path(path or RULES_FILE).read_text()) or {}
     paths = tuple((r["match"], r["platform"], r["reason"]) for r in data.get("paths", []))
     guards = tuple((plat, re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b"))
                    for plat, names in (data.get("guards") or {}).items() if names)

@@ -70,6 +70,9 @@ HIVMC_STANDIN_BANNER = "[tritriage] stand-in hivmc, not CANN's: no ISA code gene
 STAGE_OF_EXT = {"ttir": "ttir", "ttadapter": "linalg", "npubin": "binary"}
 # The external tool that each stage runs.
 TOOL_OF_STAGE = {"linalg": "triton-adapter-opt", "binary": "bishengir-compile"}
+# Words of a compile cut by its stage budget (the hang policy,
+# compile/hangs.py): the scan finds suspected hangs by them.
+HANG_SUSPECTED = "hang suspected"
 # MLIRCompilationError's stage names, for the black-box fallback.
 STAGE_OF_BANNER = {**{b: st for st, b in STAGE_BANNERS.items()}, "MLIRCompile": "ttir"}
 # Text that says a process ran out of memory, in the output of a failed compile.

@@ -43,6 +43,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from tritriage import yamlio
 from tritriage.errors import UserError
 from tritriage.model import Kernel, Spec
 
@@ -157,7 +158,7 @@ def load_catalog(dirs: Iterable[Path | str] | None = None) -> Catalog:
 
 def load_file(path: Path) -> list[Entry]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yamlio.load(path.read_text())
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if data is None:

@@ -41,6 +41,7 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
+from tritriage import yamlio
 from tritriage.errors import UserError
 from tritriage.model import Inventory, Kernel, Spec
 
@@ -296,7 +297,7 @@ def _key_of(kernel_id: str, d: dict) -> str:
 
 def _read_yaml(path: Path) -> dict | None:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yamlio.load(path.read_text())
     except (OSError, yaml.YAMLError):
         return None
     return data if isinstance(data, dict) else None
