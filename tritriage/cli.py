@@ -126,6 +126,9 @@ def scan(
     shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N",
                                         help="compile only the K-th of N shares of the kernel/spec pairs (a CI "
                                              "matrix; `tritriage merge` joins the shards' report --json)"),
+    all_platforms: bool = typer.Option(False, "--all-platforms",
+                                       help="compile kernels an Ascend host never uses (CUDA-, ROCm-, XPU-only) "
+                                            "too"),
     hang_budget: float = typer.Option(0.0, "--hang-budget", min=0,
                                       help="seconds the scan may add at its end to wait out suspected hangs with "
                                            "the full --timeout (0: none; `rerun --kernel` waits one out)"),
@@ -156,7 +159,8 @@ def scan(
         python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb, no_cache=no_cache,
         kernels=kernel or None, quiet=quiet, resume=False if new else None,
         catalog_dirs=[str(c) for c in (catalog or [])], bishengir=bishengir, hints=hints,
-        hang_budget=hang_budget, shard=validate_shard("--shard", shard), plugin=str(plugin) if plugin else None,
+        hang_budget=hang_budget, all_platforms=all_platforms, shard=validate_shard("--shard", shard),
+        plugin=str(plugin) if plugin else None,
         with_=[str(w) for w in (with_ or [])],
     )
     if _use_reference(reference):
@@ -166,7 +170,8 @@ def scan(
 
 @app.command()
 def rerun(
-    kernel: Optional[str] = typer.Option(None, "--kernel", "-k", help="kernel id or bare name"),
+    kernel: Optional[List[str]] = typer.Option(None, "--kernel", "-k", help="kernel id or bare name (repeat "
+                                                                             "for several)"),
     file: Optional[str] = typer.Option(None, "--file", help="every kernel of this source file"),
     failed: bool = typer.Option(False, "--failed", help="every kernel that did not pass"),
     cls: Optional[str] = typer.Option(None, "--class", help="every kernel whose error has this class"),

@@ -112,6 +112,7 @@ CASES = [
     (["scan", C, "--shard", "half"], "--shard half: expected K/N"),
     (["scan", C, "--hang-budget", "-1"], "--hang-budget"),
     (["scan", C, "--plugin", "/nonexistent/vllm-ascend"], "--plugin /nonexistent/vllm-ascend: no such directory"),
+    (["scan", C, "--with", "/nonexistent/vllm"], "--with /nonexistent/vllm: no such directory"),
     (["fetch", "liger-kernel==x.y"], "is not PROJECT==VERSION"),
     (["merge", "/nonexistent/shard.json"], "no such file"),
     (["scan", C, "--nonsense"], "No such option: --nonsense"),

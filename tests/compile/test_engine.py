@@ -320,6 +320,9 @@ def test_rerun_rejects_an_ambiguous_bare_name():
     with pytest.raises(UserError, match="ambiguous.*a.x.fwd_kernel, b.y.fwd_kernel"):
         select_results(rs, kernel="fwd_kernel")
     assert [r.kernel for r in select_results(rs, kernel="b.y.fwd_kernel")] == ["b.y.fwd_kernel"]
+    # --kernel repeated: every one named, not the last only.
+    assert [r.kernel for r in select_results(rs, kernel=["b.y.fwd_kernel", "other"])] == \
+        ["b.y.fwd_kernel", "a.x.other"]
     assert [r.kernel for r in select_results(rs, file="b/y.py", files={"b.y.fwd_kernel": "b/y.py"})] == \
         ["b.y.fwd_kernel"]
 
@@ -505,3 +508,29 @@ def test_stage_budgets_follow_history_and_leave_a_stage_with_none_to_the_timeout
     assert own["binary"][0] == HANG_FACTOR * 5.0, "its own time before the machine's typical one"
     assert "linalg" not in own, "a stage with too little history has no budget"
     assert "binary" not in HangPolicy([("m.k", "s", "binary", 60.0)], 120.0).budgets(job), "never past the timeout"
+
+
+def test_kernels_an_ascend_host_never_uses_are_listed_not_compiled(store, tmp_path):
+    # A kernel in an AMD-only directory is not Ascend's problem: the scan
+    # leaves it uncompiled and says so, the report lists it apart with why;
+    # --all-platforms (or naming it) compiles it anyway.
+    from tritriage.report.view import build_view
+
+    kernel = ("import triton\nimport triton.language as tl\n\n@triton.jit\ndef {name}(x_ptr, BLOCK: tl.constexpr):\n"
+              "    offs = tl.arange(0, BLOCK)\n    tl.store(x_ptr + offs, tl.load(x_ptr + offs) * 2)\n\n"
+              "def launch(x):\n    {name}[(1,)](x, BLOCK=128)\n")
+    for rel, name in (("pkg/amd/ops.py", "k_amd"), ("pkg/common.py", "k_common")):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(kernel.format(name=name))
+    (tmp_path / "pkg/__init__.py").write_text("")
+    summary = run_scan(tmp_path, store=store, timeout=60, jobs=1)
+    got = results(store, summary.run_id)
+    assert set(got) == {"k_common"} and got["k_common"].outcome == "passed-to-binary", got
+    assert [k.rsplit(".", 1)[-1] for k in summary.not_used] == ["k_amd"]
+    assert "1 not used on Ascend, not compiled" in summary.line()
+    view = build_view(store, store.run(summary.run_id))
+    amd = next(k for k in view.kernels if k.kernel.name == "k_amd")
+    assert amd.status == "not-run" and "not used on Ascend" in amd.reason and amd.used_on_ascend == "not-used"
+    assert view.totals.not_used_on_ascend == 1 and view.totals.passed == 1
+    everything = run_scan(tmp_path, store=store, timeout=60, jobs=1, all_platforms=True)
+    assert set(results(store, everything.run_id)) == {"k_amd", "k_common"} and not everything.not_used

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import Sequence
 
 from tritriage.commands.progress import factory
 from tritriage.compile.scan import rerun
 
 
-def rerun_command(*, kernel: str | None = None, file: str | None = None, failed: bool = False,
+def rerun_command(*, kernel: Sequence[str] | str | None = None, file: str | None = None, failed: bool = False,
                   cls: str | None = None, run_id: int | None = None, python: str | None = None,
                   jobs: int | None = None, timeout: float | None = None, memory_mb: int | None = None,
                   quiet: bool = False, bishengir: str | None = None) -> int:

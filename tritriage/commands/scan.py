@@ -15,7 +15,8 @@ def scan_command(path: str, *, python: str | None = None, jobs: int | None = Non
                  kernels: Sequence[str] | None = None, quiet: bool = False, resume: bool | None = None,
                  catalog_dirs: Sequence[str] = (), adapter: str | None = None, reference: bool = False,
                  bishengir: str | None = None, hints: int = 0, hang_budget: float = 0.0,
-                 shard: tuple[int, int] | None = None, plugin: str | None = None, with_: Sequence[str] = ()) -> int:
+                 shard: tuple[int, int] | None = None, plugin: str | None = None, with_: Sequence[str] = (),
+                 all_platforms: bool = False) -> int:
     """0 when the scan completed (failures are results, not errors)."""
     from rich.console import Console
 
@@ -44,7 +45,7 @@ def scan_command(path: str, *, python: str | None = None, jobs: int | None = Non
                                progress_factory=factory(quiet, console), resume=resume, catalog_dirs=catalog_dirs,
                                adapter=adapter, say=say, env=env, reference=reference, bishengir=bishengir,
                                hints=hints, hang_budget=hang_budget, shard=shard, plugin=plugin,
-                               roots=[t.path for t in trees])
+                               roots=[t.path for t in trees], all_platforms=all_platforms)
         except KeyboardInterrupt:
             console.print("\ninterrupted: every finished compile is stored; run the same scan again to resume")
             return 130
@@ -76,4 +77,6 @@ def print_counts(summary: ScanSummary) -> None:
                     table.add_row(f"  at {s}", str(summary.failed_at[s]))
     if summary.no_spec:
         table.add_row("no spec (not compiled)", str(len(summary.no_spec)))
+    if summary.not_used:
+        table.add_row("not used on Ascend (not compiled)", str(len(summary.not_used)))
     Console().print(table)

@@ -73,6 +73,7 @@ class ScanSummary:
     env: EnvReport | None = None
     entries: int = 0  # entry kernels considered
     no_spec: list = field(default_factory=list)  # kernel ids that got no spec
+    not_used: list = field(default_factory=list)  # vendor-only kernel ids left uncompiled (Kernel.platform_only)
     pairs: int = 0  # (kernel, spec) pairs in the run
     compiled: list = field(default_factory=list)  # (kernel id, spec name) compiled by this call
     cached: int = 0
@@ -107,6 +108,8 @@ class ScanSummary:
         how = f"{len(self.compiled)} compiled, {self.cached} from cache" + (
             f", {self.resumed} already done" if self.resumed else "")
         nospec = f"; {len(self.no_spec)} entry kernels without a spec" if self.no_spec else ""
+        if self.not_used:
+            nospec += f"; {len(self.not_used)} not used on Ascend, not compiled (--all-platforms compiles them)"
         state = " (interrupted: run scan again to resume)" if self.interrupted else ""
         return (f"run #{self.run_id}: {self.pairs} kernel/spec pairs ({how}): {', '.join(parts)}{extra}"
                 f"{nospec} in {self.wall:.1f} s{state}")
@@ -223,6 +226,7 @@ def run_scan(
     shard: tuple[int, int] | None = None,
     plugin: str | Path | None = None,
     roots: Sequence[str] = (),
+    all_platforms: bool = False,
 ) -> ScanSummary:
     """Compile every entry kernel of ``root`` with each of its specs; see the module docstring.
 
@@ -263,7 +267,13 @@ def run_scan(
 
         # A spec problem is a result too, stored like any other.
         pairs: list[tuple[Kernel, Spec | None, str]] = []
+        # Vendor-only kernels are not Ascend's problem: listed, not compiled,
+        # unless asked for (by name, or all of them).
+        skip_vendor = not all_platforms and not kernels_filter
         for k in entries:
+            if skip_vendor and k.platform_only:
+                summary.not_used.append(k.id)
+                continue
             kspecs, problem = specs.get(k.id, ((), ""))
             if problem and in_shard(k.id, "default", shard):
                 pairs.append((k, None, problem))
@@ -704,7 +714,8 @@ class RerunSummary:
     changes: list = field(default_factory=list)  # (kernel id, spec, before str, after str)
 
 
-def select_results(results: list[StoredResult], *, kernel: str | None = None, file: str | None = None,
+def select_results(results: list[StoredResult], *, kernel: str | Sequence[str] | None = None,
+                   file: str | None = None,
                    failed: bool = False, cls: str | None = None, checkout: str | None = None,
                    files: dict | None = None) -> list[StoredResult]:
     """The stored results a rerun's filters pick (all filters must hold).
@@ -713,8 +724,9 @@ def select_results(results: list[StoredResult], *, kernel: str | None = None, fi
     files = files or {}
     chosen = list(results)
     if kernel:
-        kid = one_id((r.kernel for r in results), kernel, "the run")
-        chosen = [r for r in chosen if r.kernel == kid]
+        ids = {r.kernel for r in results}
+        kids = {one_id(ids, k, "the run") for k in ([kernel] if isinstance(kernel, str) else kernel)}
+        chosen = [r for r in chosen if r.kernel in kids]
     if file:
         rel = file
         if checkout and os.path.isabs(file):
@@ -777,7 +789,7 @@ def hint(*, kernel: str, run_id: int | None = None, budget: int = 8, python: str
 
 def rerun(
     *,
-    kernel: str | None = None,
+    kernel: str | Sequence[str] | None = None,
     file: str | None = None,
     failed: bool = False,
     cls: str | None = None,

@@ -543,6 +543,9 @@ def _entry_view(k: Kernel, results: list[StoredResult], run: Run, catalog, filte
         why = f"spec-error (the tool's problem, not Ascend's): {spec_errors[0].spec_error}"
         return KernelView(k, "no-spec", why, tuple(specs), (), _full_stages((), "no usable spec", run), flaky,
                           tests=tests)
+    if k.platform_only:
+        why = "not compiled: not used on Ascend (`tritriage scan --all-platforms` compiles it anyway)"
+        return KernelView(k, "not-run", why, (), (), _full_stages((), "not used on Ascend", run), tests=tests)
     if run.status in ("running", "interrupted"):
         why = f"not compiled: the scan is {run.status} (run `tritriage scan {run.checkout}` again to resume)"
         return KernelView(k, "not-run", why, (), (), _full_stages((), "scan unfinished", run), tests=tests)
