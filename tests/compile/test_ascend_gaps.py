@@ -59,3 +59,27 @@ def test_tl_extra_cuda_in_a_dead_branch_has_its_own_class_and_a_porting_hint(ver
     d = _is_ascend_gap(r)
     assert "tl.extra.cuda" in d.subclass and "dead" in d.subclass
     assert d.hint.startswith("how to port")
+
+
+def test_the_report_shows_the_class_the_hint_and_what_the_emulated_host_answered(verdicts, capsys):
+    import json
+
+    from tritriage.cli import main
+
+    try:
+        main(["report", "--json"])
+    except SystemExit as e:
+        assert not e.code
+    kernels = {k["name"]: k for k in json.loads(capsys.readouterr().out)["kernels"]}
+    pdl = kernels["pdl_kernel"]
+    assert pdl["error"]["hint"].startswith("how to port")
+    (spec,) = pdl["specs"]
+    assert "USE_PDL: current_platform.is_cuda() -> False" in spec["evaluated_as_ascend"]
+    try:
+        main(["report", "--md"])
+    except SystemExit as e:
+        assert not e.code
+    md = capsys.readouterr().out
+    line = next(ln for ln in md.splitlines() if "evaluated as Ascend" in ln)
+    assert "current_platform.is_cuda() -> False" in line
+    assert "how to port" in md

@@ -180,3 +180,54 @@ def test_an_fp32_accumulator_stored_through_a_block_pointer_is_fp32(tmp_path):
     ''')
     s = _spec(tmp_path, "k")
     assert s.signature["Akk"] == "*fp32" and s.signature["q"] != "*fp32"
+
+
+def test_each_value_a_launch_can_pass_on_ascend_is_its_own_spec(tmp_path):
+    # A dtype test and a caller's bool flag: fp16 and fp32, with and without
+    # the flag are all reachable; the tensors follow the dtype the test names.
+    _write(tmp_path, "m.py", '''
+        import torch
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def k(x_ptr, y_ptr, n, BLOCK: tl.constexpr, SKIP: tl.constexpr):
+            offs = tl.arange(0, BLOCK)
+            x = tl.load(x_ptr + offs, mask=offs < n)
+            if not SKIP:
+                x = x * 2
+            tl.store(y_ptr + offs, x, mask=offs < n)
+
+        def launch(x, y, skip=False):
+            BLOCK = 32 if x.dtype == torch.float32 else 64
+            k[(1,)](x, y, x.numel(), BLOCK=BLOCK, SKIP=skip)
+    ''')
+    from tritriage.specs.infer import MAX_SPECS_PER_KERNEL, infer_specs
+
+    inv = discover(tmp_path)
+    specs = infer_specs(next(k for k in inv.kernels if k.qualname == "k"), inv, tmp_path)
+    assert 2 < len(specs) <= MAX_SPECS_PER_KERNEL
+    assert len({s.name for s in specs}) == len(specs)
+    first = specs[0]
+    assert first.name == "inferred" and first.constexprs == {"BLOCK": 64, "SKIP": False}
+    assert first.signature["x_ptr"] != "*fp32"
+    seen = {(s.signature["x_ptr"], s.constexprs["BLOCK"], s.constexprs["SKIP"]) for s in specs}
+    assert ("*fp32", 32, False) in seen and (first.signature["x_ptr"], 64, True) in seen
+    skip = next(s for s in specs if s.constexprs["SKIP"] is True)
+    assert "SKIP=True" in skip.name and "launch(skip=True)" in skip.rules["SKIP"]
+    fp32 = next(s for s in specs if s.signature["x_ptr"] == "*fp32")
+    assert "fp32" in fp32.name and "x.dtype == torch.float32" in fp32.rules["x_ptr"]
+    assert fp32.signature["y_ptr"] == "*fp32"  # the model's tensors move together
+
+
+def test_prefix_prefill_alibi_specs_cover_both_dtypes_and_skip_decode(vllm085):
+    from tritriage.specs.infer import infer_specs
+
+    inv = discover(vllm085)
+    k = next(k for k in inv.kernels if k.id.endswith("prefix_prefill._fwd_kernel_alibi"))
+    specs = infer_specs(k, inv, vllm085)
+    by = {(s.signature["Q"], s.constexprs["SKIP_DECODE"]): s for s in specs}
+    assert {("*fp16", False), ("*fp16", True), ("*fp32", False)} <= set(by)
+    # BLOCK = BASE_BLOCK // 2 if q_dtype_is_f32 else BASE_BLOCK: halved only with fp32 queries.
+    assert by[("*fp32", False)].constexprs["BLOCK_M"] * 2 == by[("*fp16", False)].constexprs["BLOCK_M"]
+    assert all(s.constexprs["IN_PRECISION"] is None for s in specs)  # IS_TURING is False on Ascend

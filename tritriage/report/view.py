@@ -43,6 +43,7 @@ from typing import Iterable
 from tritriage.model import FAIL_OUTCOMES, PASSES, FAILED, NOT_RUN, PASSED, STAGES, Diagnosis, Kernel, Location, StageResult
 from tritriage.sandbox.loader import OTHER_TREE_NOTE
 from tritriage.store import Run, Store, StoredResult
+from tritriage.specs.constexprs import AS_ASCEND
 
 STATUSES = ("passed", "failed", "no-spec", "not-run")
 # Where a failure happened when no compiler stage reports it.
@@ -83,6 +84,21 @@ _STANDIN = re.compile(r"\[tritriage\] loader: (\S+) is bound only at run time")
 _ASCEND = re.compile(r"\[tritriage\] loader: evaluated as Ascend: (.+)")
 # A module the kernel's code came from in another source tree (scan --with; sandbox/loader.py).
 _OTHER_TREE = re.compile(r"\[tritriage\] loader: " + re.escape(OTHER_TREE_NOTE) + r" (.+)")
+
+
+# What the emulated Ascend host answered while a launch site's value was
+# computed for an inferred spec (specs/constexprs.py as_ascend), up to the next
+# clause of the rule.
+_SPEC_ASCEND = re.compile(re.escape(AS_ASCEND) + r"(.+?)(?:; |$)")
+
+
+def _spec_answers(spec) -> list[str]:
+    """'PARAM: answers' for each spec value the emulated Ascend host decided."""
+    out = []
+    for param, why in (spec.rules or {}).items() if spec is not None else ():
+        for m in _SPEC_ASCEND.finditer(str(why)):
+            out.append(f"{param}: {m.group(1).strip()}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -513,7 +529,8 @@ def _entry_view(k: Kernel, results: list[StoredResult], run: Run, catalog, filte
                               cached_from=r.cached_from, seconds=res.seconds, stages=res.stages, error=err,
                               spec_error=spec_err,
                               standins=tuple(dict.fromkeys(_STANDIN.findall(res.log or ""))),
-                              ascend=tuple(dict.fromkeys(a.strip() for a in _ASCEND.findall(res.log or ""))),
+                              ascend=tuple(dict.fromkeys([a.strip() for a in _ASCEND.findall(res.log or "")]
+                                                         + _spec_answers(r.spec))),
                               other_sources=tuple(dict.fromkeys(a.strip()
                                                                 for a in _OTHER_TREE.findall(res.log or ""))),
                               spec=r.spec))

@@ -27,6 +27,49 @@ _STANDINS_FILE = Path(__file__).resolve().parent.parent / "sandbox" / "runtime_s
 _host_notes: list[str] = []
 _GUESSED = "?"  # marks an evaluation that took a branch it could not decide
 
+# Where the launch site's value depends on something only the running program
+# knows (a test on a tensor's dtype, a caller's bool parameter, an optional
+# tensor passed or not), each answer is reachable on Ascend.  An evaluation
+# meets such a choice point by name; ``explore`` runs it once per answer.
+_choices: dict | None = None
+
+
+def _alternative(key: str) -> bool:
+    """Whether this evaluation takes the other answer at choice point ``key``:
+    "test SRC" (taken: SRC is false), "call F(P=V)" (taken: a caller passes V)."""
+    if _choices is None:
+        return False
+    if key not in _choices["seen"]:
+        _choices["seen"].append(key)
+    return _choices["take"].get(key, False)
+
+
+def explore(fn, limit: int):
+    """``fn()`` under each combination of answers at the choice points it meets,
+    the default answers first, breadth first, at most ``limit`` runs:
+    a list of (answers taken, value or the exception it raised, choice points met)."""
+    global _choices
+    out, queue, tried = [], [{}], set()
+    while queue and len(out) < limit:
+        take = queue.pop(0)
+        _choices = {"take": take, "seen": []}
+        try:
+            try:
+                value = fn()
+            except _EVAL_ERRORS as e:
+                value = e
+            seen = list(_choices["seen"])
+        finally:
+            _choices = None
+        out.append((take, value, seen))
+        for key in seen:
+            nxt = {**take, key: True}
+            frozen = frozenset(nxt)
+            if key not in take and frozen not in tried:
+                tried.add(frozen)
+                queue.append(nxt)
+    return out
+
 
 def _host_table() -> dict:
     global _HOST
@@ -149,9 +192,13 @@ def host_eval(fn, *args):
         del _host_notes[start:]
 
 
+# How a spec rule says what the emulated host answered (the report reads it back).
+AS_ASCEND = "evaluated as Ascend: "
+
+
 def as_ascend(notes) -> str:
     notes = [n for n in notes if n != _GUESSED]
-    return "; evaluated as Ascend: " + ", ".join(notes) if notes else ""
+    return "; " + AS_ASCEND + ", ".join(notes) if notes else ""
 
 
 class _FakeConfig:
@@ -273,11 +320,14 @@ def _safe_eval(node: ast.AST, env: dict[str, Any]):
         return ops[type(node.op)]()
     if isinstance(node, ast.IfExp):
         try:
-            return _safe_eval(node.body, env) if _safe_eval(node.test, env) else _safe_eval(node.orelse, env)
+            test = _safe_eval(node.test, env)
         except (KeyError, TypeError, AttributeError, ValueError, ZeroDivisionError):
-            # Either branch is reachable (fp16 or fp32 queries): the value is a guess.
+            # Either branch is reachable (fp16 or fp32 queries): a choice point.
+            if _alternative(f"test {_test_source(node.test, env)}"):
+                return _safe_eval(node.orelse, env)
             _host_notes.append(_GUESSED)
             return _safe_eval(node.body, env)
+        return _safe_eval(node.body, env) if test else _safe_eval(node.orelse, env)
     if isinstance(node, ast.Subscript):
         base = _safe_eval(node.value, env)
         if isinstance(base, dict):
@@ -348,14 +398,17 @@ class CallerEnv:
             for node in tree.body:
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                     self.assigns.setdefault(node.targets[0].id, []).append((node.lineno, node.value))
+        self.defaults: dict[str, int] = {}  # parameter -> the line its default is bound at
         if self.fn is not None:
             args = self.fn.args
             pos = list(args.posonlyargs) + list(args.args)
             for a, d in zip(pos[len(pos) - len(args.defaults):], args.defaults):
                 self.assigns[a.arg] = [(self.fn.lineno, d)]
+                self.defaults[a.arg] = self.fn.lineno
             for a, d in zip(args.kwonlyargs, args.kw_defaults):
                 if d is not None:
                     self.assigns[a.arg] = [(self.fn.lineno, d)]
+                    self.defaults[a.arg] = self.fn.lineno
             for node in ast.walk(self.fn):
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                     self.assigns.setdefault(node.targets[0].id, []).append((node.lineno, node.value))
@@ -398,6 +451,20 @@ class CallerEnv:
         return _safe_eval(node, _LazyEnv(self))
 
 
+def _test_source(test: ast.AST, env) -> str:
+    """A test as the user reads it: a name the caller computed shows its expression."""
+    text = ast.unparse(test)
+    if isinstance(test, ast.Name) and isinstance(env, _LazyEnv):
+        bound = env.env.assigns.get(test.id) or []
+        if bound and bound[-1][1] is not None:
+            text = f"{text} ({ast.unparse(bound[-1][1])})"
+    return text
+
+
+class _Passed:
+    """An optional argument the caller was given: not None, no value known here."""
+
+
 class _LazyEnv(dict):
     def __init__(self, env: CallerEnv, depth=0):
         super().__init__()
@@ -419,7 +486,15 @@ class _LazyEnv(dict):
         cands = [(ln, v) for ln, v in self.env.assigns[key] if ln <= self.env.site.line] or self.env.assigns[key]
         if cands[-1][1] is None:
             raise KeyError(key)  # bound by unpacking, or a tensor: no value this evaluator knows
-        return _safe_eval(cands[-1][1], _LazyEnv(self.env, self.depth + 1))
+        value = _safe_eval(cands[-1][1], _LazyEnv(self.env, self.depth + 1))
+        if key in self.env.defaults and cands[-1][0] == self.env.defaults[key]:
+            # Only the parameter's default is known: a caller may pass the other value.
+            fn = self.env.fn.name if self.env.fn is not None else "the caller"
+            if isinstance(value, bool) and _alternative(f"call {fn}({key}={not value})"):
+                return not value
+            if value is None and _alternative(f"call {fn}({key}=<given>)"):
+                return _Passed()
+        return value
 
 
 def outer_depth_guard(env) -> int:

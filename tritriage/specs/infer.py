@@ -39,6 +39,7 @@ from tritriage.specs.constexprs import (
     _is_value,
     _literal,
     as_ascend,
+    explore,
     first_autotune_config,
     host_eval,
     heuristics_values,
@@ -836,8 +837,25 @@ def summarize(kernel: Kernel, ctx: Context, stack=()) -> Summary | None:
     return summ
 
 
+# Specs one kernel may get from inference: the launch site's values on Ascend,
+# one spec per reachable combination, the rest left out.
+MAX_SPECS_PER_KERNEL = 4
+
+_TORCH_DTYPE_SIG = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
+_DTYPE_TEST = re.compile(r"\b(\w+)\.dtype\s*(?:==|is)\s*(?:torch\.)?(float32|float16|bfloat16|float|half)\b")
+
+
 def infer_spec(kernel: Kernel, inventory: Inventory | None, root: Path | str, *, hints: Hints | None = None,
                ctx: Context | None = None) -> Spec:
+    """The kernel's first inferred spec (``infer_specs`` gives every reachable one)."""
+    return infer_specs(kernel, inventory, root, hints=hints, ctx=ctx, limit=1)[0]
+
+
+def infer_specs(kernel: Kernel, inventory: Inventory | None, root: Path | str, *, hints: Hints | None = None,
+                ctx: Context | None = None, limit: int = MAX_SPECS_PER_KERNEL) -> list[Spec]:
+    """Inferred specs, one per set of values a launch can pass on Ascend (a dtype
+    test either way, a caller's bool parameter, another launch's literal), at
+    most ``limit``; each changed value's rule says when it is reached."""
     from tritriage.specs.catalog import params_fingerprint
 
     root = Path(inventory.root if inventory is not None and not root else root)
@@ -862,11 +880,89 @@ def infer_spec(kernel: Kernel, inventory: Inventory | None, root: Path | str, *,
         else:
             signature[p.name] = _scalar_type(p.name, facts[p.name], hints, rules, kernel.do_not_specialize)
 
-    _constexpr_values(kernel, facts, hints, root, constexprs, options, rules, set(pointers))
-    return Spec(
+    alternatives: list | None = [] if limit > 1 else None
+    _constexpr_values(kernel, facts, hints, root, constexprs, options, rules, set(pointers), alternatives)
+    base = Spec(
         kernel=kernel.id, name="inferred", source="inferred", signature=signature, constexprs=constexprs,
         options=options, rules=rules, params_fingerprint=params_fingerprint(kernel), origin="inferred",
     )
+    if not alternatives:
+        return [base]
+    return _reachable_specs(base, alternatives, limit)
+
+
+def _reachable_specs(base: Spec, alternatives: list, limit: int) -> list[Spec]:
+    """The base spec and its variants, those whose tensors keep the base's dtypes first."""
+    candidates = []
+    for answers, values, passed in alternatives:
+        sig, cx, rl = dict(base.signature), dict(base.constexprs), dict(base.rules)
+        when = "; ".join(filter(None, (_answer(k, taken) for k, taken in answers.items())))
+        for key, taken in answers.items():
+            m = _DTYPE_TEST.search(key)
+            if m is None or not key.startswith("test "):
+                continue
+            retyped = _retype(sig, passed, m.group(1), _TORCH_DTYPE_SIG[m.group(2)], holds=not taken)
+            for q, t in retyped.items():
+                sig[q] = t
+                rl[q] = f"{rl.get(q, '')}; reachable on Ascend when {_answer(key, taken)} → {t}"
+        for name, (value, why) in values.items():
+            cx[name] = value
+            rl[name] = f"{why}; reachable on Ascend when {when}" if when else why
+        candidates.append((sig != base.signature, sig, cx, rl))
+    if not any(not values for _, values, _ in alternatives):
+        candidates.insert(0, (False, base.signature, base.constexprs, base.rules))  # no site computed a value
+    candidates.sort(key=lambda c: c[0])  # stable: the launch's own order within each kind
+    out: list[Spec] = []
+    seen: set = set()
+    first = None
+    for _, sig, cx, rl in candidates:
+        key = (tuple(sorted(sig.items())), tuple(sorted((k, repr(v)) for k, v in cx.items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        if first is None:
+            first = (sig, cx)
+            name = "inferred"
+        else:
+            name = "inferred-" + ",".join(_variant_label(first, sig, cx))
+        out.append(Spec(kernel=base.kernel, name=name, source="inferred", signature=sig, constexprs=cx,
+                        options=base.options, rules=rl, params_fingerprint=base.params_fingerprint,
+                        origin="inferred"))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _answer(key: str, taken: bool) -> str:
+    """A choice point's answer as the rule trail says it ('' for a default nobody chose)."""
+    kind, _, what = key.partition(" ")
+    if kind == "test":
+        return f"not ({what})" if taken else (what if _DTYPE_TEST.search(what) else "")
+    return what if taken else ""
+
+
+def _retype(sig: dict, passed: dict, var: str, dtype: str, *, holds: bool) -> dict:
+    """New element types for the pointers that hold ``var``'s data and those of the
+    same element type (a model's tensors move together), when ``var.dtype == dtype``
+    is ``holds``; nothing when the signature already agrees or cannot be told."""
+    direct = [p for p, src in passed.items() if str(src).strip() == var and str(sig.get(p, "")).startswith("*")]
+    if not direct:
+        return {}
+    now = sig[direct[0]]
+    if holds and now != "*" + dtype:
+        new = "*" + dtype
+    elif not holds and now == "*" + dtype:
+        new = "*bf16" if dtype == "fp16" else "*fp16"
+    else:
+        return {}
+    return {q: new for q, t in sig.items() if t == now}
+
+
+def _variant_label(first, sig: dict, cx: dict) -> list[str]:
+    base_sig, base_cx = first
+    parts = sorted({t.lstrip("*") for q, t in sig.items() if base_sig.get(q) != t})
+    parts += [f"{k}={v}" for k, v in cx.items() if base_cx.get(k) != v]
+    return parts or ["alt"]
 
 
 def _decide_pointers(kernel, facts, hints, rules) -> set[str]:
@@ -988,14 +1084,16 @@ def _scalar_type(name, f: ParamFacts, hints, rules, dns) -> str:
     return t
 
 
-def _constexpr_values(kernel: Kernel, facts, hints, root: Path, constexprs, options, rules, pointers):
+def _constexpr_values(kernel: Kernel, facts, hints, root: Path, constexprs, options, rules, pointers,
+                      alternatives: list | None = None):
+    """``alternatives`` receives (answers, {param: (value, why)}, what the site
+    passes) for each other set of values a launch site can pass on Ascend."""
     names = [p.name for p in kernel.params]
     want = [p for p in kernel.params if p.constexpr]
     found: dict[str, tuple[Any, str]] = {}
 
     # 1. literals at launch sites, 2. constants the caller computes
     for site in kernel.launch_sites:
-        env = None
         passed = {}
         i = 0
         for a in site.args:
@@ -1013,30 +1111,56 @@ def _constexpr_values(kernel: Kernel, facts, hints, root: Path, constexprs, opti
             if k in ("num_warps", "num_stages") and isinstance(v, int) and k not in options:
                 options[k] = v
                 rules[k] = f"launch-site literal {site.file}:{site.line}"
+        computed: list[tuple[str, str]] = []
         for p in want:
-            if p.name in found or p.name not in passed:
+            if p.name not in passed:
                 continue
             src = passed[p.name]
             ok, val = (True, site.literal_kwargs[p.name]) if p.name in site.literal_kwargs else _literal(src)
+            if p.name in found:
+                # Another launch passing another literal: that value is reachable too.
+                if ok and _is_value(val) and val != found[p.name][0] and alternatives is not None:
+                    alternatives.append(({f"launch {site.file}:{site.line} passes it": True},
+                                         {p.name: (val, f"launch-site literal {site.file}:{site.line}")}, passed))
+                continue
             if ok and _is_value(val):
                 found[p.name] = (val, f"launch-site literal {site.file}:{site.line}")
                 continue
-            if env is None:
-                env = CallerEnv(root, site)
-                # What this launch passes as a tensor is one here, whatever its
-                # default (``weight=None`` makes ``W = weight.shape[1] if weight
-                # is not None else None`` None; the spec has a weight pointer).
-                for q in pointers:
-                    src_q = str(passed.get(q, "")).strip()
-                    if src_q.isidentifier():
-                        env.assigns.setdefault(src_q, []).append((site.line, None))
-            try:
-                val, notes = host_eval(env.value, src)
+            computed.append((p.name, src))
+        if not computed:
+            continue
+        env = CallerEnv(root, site)
+        # What this launch passes as a tensor is one here, whatever its
+        # default (``weight=None`` makes ``W = weight.shape[1] if weight
+        # is not None else None`` None; the spec has a weight pointer).
+        for q in pointers:
+            src_q = str(passed.get(q, "")).strip()
+            if src_q.isidentifier():
+                env.assigns.setdefault(src_q, []).append((site.line, None))
+
+        def evaluate(env=env, site=site, computed=computed):
+            out = {}
+            for name, src in computed:
+                try:
+                    val, notes = host_eval(env.value, src)
+                except _EVAL_ERRORS:
+                    continue
                 if _is_value(val):
-                    found[p.name] = (str(val) if isinstance(val, _DtypeStr) else val,
-                                     f"caller constant {site.file}:{site.line} ({src}){as_ascend(notes)}")
-            except _EVAL_ERRORS:
-                pass
+                    out[name] = (str(val) if isinstance(val, _DtypeStr) else val,
+                                 f"caller constant {site.file}:{site.line} ({src}){as_ascend(notes)}")
+            return out
+
+        runs = explore(evaluate, MAX_SPECS_PER_KERNEL if alternatives is not None else 1)
+        base = runs[0][1]
+        found.update(base)
+        if alternatives is None:
+            continue
+        # The default answers (a dtype test taken as true, say) are assumptions too.
+        alternatives.append(({k: False for k in runs[0][2]}, {}, passed))
+        for answers, values, _ in runs[1:]:
+            differs = {n: v for n, v in values.items() if n not in base or v[0] != base[n][0]}
+            if differs:
+                alternatives.append(({**{k: False for k in runs[0][2]}, **answers}, differs, passed))
 
     # 3. the first autotune config
     cfg = first_autotune_config(kernel, root)

@@ -42,7 +42,7 @@ from tritriage.specs.catalog import (  # noqa: F401 - re-exported API
     params_fingerprint,
     write_catalog,
 )
-from tritriage.specs.infer import infer_spec
+from tritriage.specs.infer import infer_specs
 from tritriage.errors import UserError
 from tritriage.model import Inventory, Kernel, Spec
 
@@ -110,10 +110,10 @@ def specs_for(kernel: Kernel, inventory: Inventory | None, root: Path | str | No
         fresh.extend(entry.specs)
     out = list(fresh)
     if not out:
-        spec = infer_spec(kernel, inventory, root)
-        if stale:
-            spec = replace(spec, origin=f"inferred (catalog stale: {stale[0].stale})")
-        out.append(spec)
+        for spec in infer_specs(kernel, inventory, root):
+            if stale:
+                spec = replace(spec, origin=f"inferred (catalog stale: {stale[0].stale})")
+            out.append(spec)
     if include_stale:
         out = stale + out
     return out
