@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from tritriage.discover.inventory import discover
@@ -135,6 +139,12 @@ def test_a_file_importing_a_vendor_only_package_is_not_used_on_ascend(tmp_path):
     assert kinds["k_cute"].platform_only == "cuda"
     assert "imports cutlass" in kinds["k_cute"].platform_reason and "pkg/cute.py:1" in kinds["k_cute"].platform_reason
     assert kinds["k_maybe"].platform_only is None and kinds["k_plain"].platform_only is None
+    # `tritriage specs` lists it for review and says an Ascend launch never uses it.
+    out = subprocess.run([sys.executable, "-m", "tritriage", "specs", str(tmp_path), "--no-validate", "--json"],
+                         capture_output=True, text=True, env={**os.environ, "TRITRIAGE_HOME": str(tmp_path / "home")})
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert rows["k_cute"]["platform_only"] == "cuda" and "cutlass" in rows["k_cute"]["platform_reason"]
+    assert "platform_only" not in rows["k_plain"]
     (tmp_path / "cutlass").mkdir()  # the checkout's own `cutlass` package
     (tmp_path / "cutlass/__init__.py").write_text("")
     assert not any(k.platform_only for k in discover(tmp_path, use_cache=False).kernels)

@@ -51,6 +51,9 @@ def specs_command(path: str | Path, *, as_json: bool = False, write: str | Path 
         entry = catalog.get(k)
         row: dict[str, Any] = {"name": k.name, "id": k.id, "file": k.file, "line": k.line,
                                "params_fingerprint": params_fingerprint(k), "specs": []}
+        if k.platform_only:
+            # Listed for review, but an Ascend launch never passes these values.
+            row["platform_only"], row["platform_reason"] = k.platform_only, k.platform_reason
         if entry is not None and entry.unsupported:
             row["unsupported"] = entry.unsupported
         if entry is not None and entry.tests:
@@ -91,6 +94,8 @@ def _print_table(rows, notes, reference, out) -> None:
     n_ok = sum(1 for r in rows if any(s.get("valid") for s in r["specs"]))
     for r in rows:
         print(f"{r['file']}:{r['line']} {r['name']}  [params {r['params_fingerprint']}]", file=out)
+        if r.get("platform_only"):
+            print(f"    not used on Ascend ({r['platform_only']}-only: {r['platform_reason']})", file=out)
         if r.get("unsupported"):
             print(f"    unsupported: {r['unsupported']}", file=out)
         for s in r["specs"]:
