@@ -1,15 +1,16 @@
-"""Benchmark: triage every entry kernel of vLLM 0.33.0, then measure the engine.
+"""Benchmark: cold scans of vLLM 0.8.5 and 0.33.0, re-scans, then the engine.
 
-    .venv/bin/python bench/bench_scan.py [--vllm PATH] [--jobs N] [-n 200] [--skip-vllm]
+    .venv/bin/python bench/bench_scan.py [--versions 0.8.5 0.33.0] [--jobs N] [-n 200] [--skip-warm]
 
-Prints, for the vLLM scan: entry kernels, how many had specs, kernel/spec pairs
-compiled, total wall time, the compiler's own time summed over compiles, the
-overhead per compile beyond the compiler's own work, and the wall time of a
-second scan with nothing changed (everything from the cache).  Then the
-warm-worker overhead on a trivial kernel (N compiles) against a fresh Python
-process per compile.
-
-Results go to a throwaway TRITRIAGE_HOME unless --home is given.
+For each vLLM release (a copy of the tests' cached sources, a throwaway
+TRITRIAGE_HOME, verdicts only): entry kernels and pairs, the cold scan's wall
+time and the orchestrating process's own CPU, seconds per stage, the hangs
+(how many, where, what they cost in wall time), the efficiency figure wall x
+workers / compiler-stage seconds (hangs apart, and with them), the per-compile
+overhead; then an unchanged re-scan as a user runs it (`tritriage scan -q`, end
+to end), and a re-scan after editing the kernels of one file (what it
+recompiled, what it reused).  Then the warm-worker overhead on a trivial kernel
+(N compiles) against a fresh Python process per compile.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,10 +38,10 @@ from tritriage.model import PASSES, Spec  # noqa: E402
 FIXTURE = REPO / "tests" / "fixtures" / "engine"
 
 
-def vllm_033() -> Path:
+def vllm_sources(version: str) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
-    from conftest import vllm_sources  # the tests' cached download of vLLM's sources
-    return vllm_sources("0.33.0")
+    from conftest import vllm_sources as cached  # the tests' cached download of vLLM's sources
+    return cached(version)
 
 
 def trivial_job(i: int) -> Job:
@@ -48,44 +51,76 @@ def trivial_job(i: int) -> Job:
     return Job(kernel=k, spec=spec, checkout=inv.root, id=i)
 
 
-def bench_vllm(root: Path, jobs: int | None, store_path: Path) -> None:
+def _cpu_self() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def bench_vllm(version: str, src: Path, jobs: int | None, home: Path) -> None:
+    """A cold scan of a copy of vLLM ``version`` (verdicts only: --hints 0), an
+    unchanged re-scan as a user runs it, then one kernel file edited."""
     from tritriage.compile.scan import run_scan
+    from tritriage.model import COMPILE_STAGES
     from tritriage.store import Store
 
-    print(f"== vLLM 0.33.0 at {root}")
-    with Store.open(store_path) as store:
-        t0 = time.time()
+    root = home / f"vllm-{version}"
+    shutil.copytree(src, root, ignore=shutil.ignore_patterns("__pycache__"))
+    slots = jobs or os.cpu_count() or 1
+    print(f"== vLLM {version} (a copy at {root}), {slots} compile workers")
+    with Store.open(home / "tritriage.db") as store:
+        cpu0, t0 = _cpu_self(), time.time()
         first = run_scan(root, store=store, jobs=jobs)
-        wall = time.time() - t0
-        results = store.results(first.run_id)
-        n = len(first.compiled)
-        print(f"entry kernels: {first.entries}, with a spec: {first.entries - len(first.no_spec)}, "
+        wall, cpu = time.time() - t0, _cpu_self() - cpu0
+        results = [r for r in store.results(first.run_id) if (r.kernel, r.spec_name) in set(first.compiled)]
+        print(f"entry kernels: {first.entries} ({len(first.not_used)} not used on Ascend, not compiled), "
+              f"with a spec: {first.entries - len(first.no_spec) - len(first.not_used)}, "
               f"kernel/spec pairs: {first.pairs}")
         print(first.line())
-        print(f"kernels compiled: {n}")
-        print(f"total wall time: {wall:.1f} s (jobs={jobs or os.cpu_count()}), of which discovery and "
-              f"specs: {first.prepare_seconds:.1f} s")
-        print(f"compiler's own time, summed: {first.compiler_seconds:.1f} s")
-        print_stage_times([r.result for r in results if (r.kernel, r.spec_name) in set(first.compiled)])
-        slots = jobs or os.cpu_count() or 1
-        hangs = [r.result for r in results if r.outcome == "timeout"]
-        hang_s = sum(r.seconds for r in hangs)
-        busy = first.compiler_seconds - sum(r.compiler_seconds for r in hangs)
-        print(f"efficiency (wall x {slots} / compiler-stage seconds, hangs apart): "
-              f"{(wall - hang_s / slots) * slots / max(busy, 1e-9):.2f}; hangs: {len(hangs)} costing "
-              f"{hang_s:.0f} worker-seconds ({first.hangs_suspected} suspected, {first.hangs_confirmed} retried)")
-        if n:
-            per = [r.result.seconds - r.result.compiler_seconds for r in results
-                   if (r.kernel, r.spec_name) in set(first.compiled)]
-            print(f"overhead per compile beyond the compiler (worker side: fork, kernel load, spec, "
-                  f"result): median {statistics.median(per) * 1000:.0f} ms, mean {statistics.mean(per) * 1000:.0f} ms")
-            slots = (jobs or os.cpu_count() or 1)
-            print(f"overhead per compile, end to end (wall x jobs - compiler time) / compiles, discovery, specs "
-                  f"and worker start-up included: {(wall * slots - first.compiler_seconds) / n * 1000:.0f} ms")
-        t0 = time.time()
-        second = run_scan(root, store=store, jobs=jobs)
-        print(f"second scan, nothing changed: {time.time() - t0:.2f} s "
-              f"({len(second.compiled)} compiled, {second.cached} from cache)")
+        print(f"cold scan wall time: {wall:.1f} s, of which discovery and specs {first.prepare_seconds:.1f} s; "
+              f"the orchestrating process used {cpu:.1f} s of CPU")
+        print_stage_times([r.result for r in results])
+
+        def stage_seconds(rs) -> float:
+            return sum(st.seconds or 0.0 for r in rs for st in r.result.stages
+                       if st.stage in COMPILE_STAGES and st.status in ("passed", "failed"))
+
+        hangs = [r for r in results if r.outcome == "timeout"]
+        others = [r for r in results if r.outcome != "timeout"]
+        hang_wall = sum(r.result.seconds for r in hangs) / slots
+        busy = stage_seconds(others)
+        print(f"hangs: {len(hangs)} ({first.hangs_suspected} cut at their stage budget, {first.hangs_confirmed} "
+              f"waited out), costing {hang_wall:.1f} s of wall time (their worker-seconds / {slots}): "
+              + ", ".join(f"{r.kernel.rsplit('.', 1)[-1]} {r.result.seconds:.0f} s in {r.failed_stage}"
+                          for r in hangs))
+        print(f"compiler-stage seconds (frontend..binary, hangs apart): {busy:.1f} s; efficiency "
+              f"(wall - hang wall) x {slots} / that: {(wall - hang_wall) * slots / max(busy, 1e-9):.2f}; "
+              f"with hangs: {wall * slots / max(busy + stage_seconds(hangs), 1e-9):.2f}")
+        if results:
+            per = [r.result.seconds - r.result.compiler_seconds for r in results]
+            print(f"per compile beyond the compiler's stages (fork, kernel load, spec, result): "
+                  f"median {statistics.median(per) * 1000:.0f} ms, mean {statistics.mean(per) * 1000:.0f} ms")
+
+    cli = [sys.executable, "-m", "tritriage.cli", "scan", str(root), "-q", "--hints", "0"]
+    t0 = time.time()
+    out = subprocess.run(cli, capture_output=True, text=True)
+    print(f"unchanged re-scan, `tritriage scan -q` end to end: {time.time() - t0:.2f} s: {out.stdout.strip()}")
+
+    # Edit one kernel file: a comment line inside each of its kernels' bodies.
+    from tritriage.discover.inventory import discover as fresh_discover
+    inv = fresh_discover(root, use_cache=False)
+    by_file: dict[str, list] = {}
+    for k in inv.kernels:
+        if k.kind == "entry" and not k.platform_only:
+            by_file.setdefault(k.file, []).append(k)
+    rel, kernels = max(sorted(by_file.items()), key=lambda kv: len(kv[1]))
+    path = root / rel
+    lines = path.read_text().splitlines(keepends=True)
+    for k in sorted(kernels, key=lambda k: -k.end_line):
+        lines.insert(k.end_line - 1, "# edited by bench_scan\n")
+    path.write_text("".join(lines))
+    t0 = time.time()
+    out = subprocess.run(cli, capture_output=True, text=True)
+    print(f"after editing {rel} ({len(kernels)} entry kernels): {time.time() - t0:.2f} s: {out.stdout.strip()}")
 
 
 def print_stage_times(results) -> None:
@@ -135,19 +170,20 @@ def bench_warm(n: int, python: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vllm", type=Path, help="vLLM 0.33.0 sources (default: the tests' cached copy)")
+    ap.add_argument("--versions", nargs="*", default=["0.8.5", "0.33.0"], help="vLLM releases to scan cold")
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("-n", type=int, default=200, help="compiles of the trivial kernel")
     ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--home", type=Path, help="TRITRIAGE_HOME to use (default: a temporary one)")
-    ap.add_argument("--skip-vllm", action="store_true")
+    ap.add_argument("--skip-warm", action="store_true", help="leave out the warm-worker overhead bench")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tritriage-bench-") as tmp:
-        home = args.home or Path(tmp)
-        os.environ["TRITRIAGE_HOME"] = str(home)
-        if not args.skip_vllm:
-            bench_vllm(args.vllm or vllm_033(), args.jobs, home / "tritriage.db")
-        bench_warm(args.n, args.python)
+    for version in args.versions:
+        with tempfile.TemporaryDirectory(prefix="tritriage-bench-") as tmp:
+            os.environ["TRITRIAGE_HOME"] = tmp
+            bench_vllm(version, vllm_sources(version), args.jobs, Path(tmp))
+    if not args.skip_warm:
+        with tempfile.TemporaryDirectory(prefix="tritriage-bench-") as tmp:
+            os.environ["TRITRIAGE_HOME"] = tmp
+            bench_warm(args.n, args.python)
     return 0
 
 

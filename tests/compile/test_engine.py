@@ -471,10 +471,14 @@ def test_a_stage_far_slower_than_its_history_is_a_suspected_hang_then_confirmed(
     assert "suspected hangs (1 retried" in summary.line()
 
 
-def test_a_cold_scan_cuts_a_hang_at_its_stage_budget_once_it_has_seen_enough_compiles(store, monkeypatch):
+@pytest.mark.parametrize("hang,says", [("spin", "CPU seconds in linalg without a result"),
+                                       ("hang", "stalled: ")])
+def test_a_cold_scan_cuts_a_hang_at_its_stage_budget_once_it_has_seen_enough_compiles(store, monkeypatch, hang,
+                                                                                       says):
     # No history at all: the budget is learnt from this run's first compiles,
     # so a hang that comes later costs its stage budget, not the timeout; the
-    # verdict says so, and with no --hang-budget it is not waited out.
+    # verdict says so, and with no --hang-budget it is not waited out.  A busy
+    # hang is cut by the CPU it spent, a sleeping one as a stall.
     import tritriage.compile.hangs as hangs
     from tritriage.discover.inventory import discover
 
@@ -483,12 +487,13 @@ def test_a_cold_scan_cuts_a_hang_at_its_stage_budget_once_it_has_seen_enough_com
     order = [k.name for k in discover(CHECKOUT).kernels if k.name in ("add_kernel", "scale_kernel", "relu_kernel")]
     last = order[-1]
     monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", last)
-    summary = scan(store, adapter=standin("hang"), kernels_filter=order, timeout=60, jobs=1, hang_budget=0)
+    summary = scan(store, adapter=standin(hang), kernels_filter=order, timeout=60, jobs=1, hang_budget=0)
     got = results(store, summary.run_id)
     hung = got[last]
     assert hung.outcome == "timeout" and hung.failed_stage == "linalg"
     assert hung.result.seconds < 30, hung.result.seconds
     assert "hang suspected" in hung.result.error and "9 compiles out of 10" in hung.result.error, hung.result.error
+    assert says in hung.result.error, hung.result.error
     assert "rerun --kernel" in hung.result.error
     assert summary.hangs_suspected == 1 and summary.hangs_confirmed == 0
     assert all(got[k].outcome == "passed-to-binary" for k in order[:-1])

@@ -7,9 +7,12 @@ more regular than whole compiles (loading a kernel's module can take seconds,
 the adapter rarely more than one), so each compiler stage gets its own budget:
 HANG_FACTOR times what that stage took for this very kernel and spec before,
 or, lacking that, times the 90th percentile of the stage on this machine (the
-store's history and this run's results so far), never under HANG_FLOOR.  A
-compile cut by its budget is a ``timeout`` whose reason says "hang suspected"
-and why; the scan retries suspects with the full timeout at the end, as far as
+store's history and this run's results so far), never under HANG_FLOOR.  The
+budget is spent in CPU seconds of the compile's process tree (the worker,
+``sandbox/worker.py``), so a loaded machine does not turn slow compiles into
+hangs; a stage that sits past its budget using almost no CPU is cut as
+stalled.  A compile cut by its budget is a ``timeout`` whose reason says "hang
+suspected" and why; the scan retries suspects with the full timeout at the end, as far as
 ``--hang-budget`` allows.  With too little history (a first scan's first
 compiles) a stage has no budget and only the full timeout applies.
 

@@ -555,16 +555,72 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-class _StageWatch:
-    """Which stage a running child is in, and since when, read from the tail
-    of its progress file (only what was appended since the last look)."""
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-    def __init__(self, workdir: str):
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds used by ``pid`` and its descendants, the ones already
+    waited for included (a finished adapter run counts in its parent's)."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / _TICK
+
+
+# A stage that has run past its budget in wall time while using less than this
+# share of a CPU is stalled (waiting on nothing that will come), not slow.
+STALL_SHARE = 0.1
+
+
+class _StageWatch:
+    """Which stage a running child is in, since when and from what CPU time,
+    read from the tail of its progress file (only what was appended since the
+    last look).
+
+    A stage's budget is spent in CPU seconds, not wall seconds: on a loaded
+    machine a compile's wall time grows with the load but its CPU time does
+    not, so only a compile doing far more work than usual is cut.  A stage
+    that uses next to no CPU past its budget is cut too (a deadlock)."""
+
+    def __init__(self, workdir: str, pid: int):
         self.path = os.path.join(workdir, "progress.jsonl")
+        self.pid = pid
         self.offset = 0
         self.partial = ""
         self.stage: str | None = None
         self.since = time.time()
+        self.cpu0 = 0.0
+
+    def over(self, budgets: dict, now: float) -> tuple[str, float, str] | None:
+        """(stage, budget, why) when the current stage has overrun its budget."""
+        stage = self.stage
+        self.poll()
+        if self.stage != stage:
+            self.cpu0 = _tree_cpu(self.pid)
+        budget = budgets.get(self.stage) if self.stage else None
+        if not budget or now - self.since <= budget[0]:
+            return None
+        cpu = _tree_cpu(self.pid) - self.cpu0
+        if cpu > budget[0]:
+            return self.stage, budget[0], (f"{cpu:.0f} CPU seconds in {self.stage} without a result, past its "
+                                           f"budget of {budget[0]:g} ({budget[1]})")
+        wall = now - self.since
+        if cpu < STALL_SHARE * wall:
+            return self.stage, budget[0], (f"stalled: {cpu:.1f} CPU seconds in {wall:.0f} s of {self.stage}, past "
+                                           f"its budget of {budget[0]:g} ({budget[1]})")
+        return None
 
     def poll(self) -> tuple[str | None, float]:
         try:
@@ -687,7 +743,7 @@ class Server:
         reason = None
         cut: tuple[str, float, str] | None = None  # (stage, budget, why that budget)
         budgets = job.get("stage_budgets") or {}
-        watch = _StageWatch(workdir) if budgets else None
+        watch = _StageWatch(workdir, pid) if budgets else None
         next_check = t0 + STAGE_CHECK
         peak = 0
         status = 0
@@ -718,10 +774,9 @@ class Server:
                     break
                 if watch is not None and now >= next_check:
                     next_check = now + STAGE_CHECK
-                    stage, since = watch.poll()
-                    budget = budgets.get(stage) if stage else None
-                    if budget and now - since > budget[0]:
-                        reason, cut = "hang", (stage, budget[0], budget[1])
+                    cut = watch.over(budgets, now)
+                    if cut is not None:
+                        reason = "hang"
                         break
             # Also ends a tool the child left behind: the group dies with the child.
             self.kill_child()
@@ -758,7 +813,7 @@ class Server:
             outcome, why = "timeout", f"timed out after {timeout:g} s"
             sig = None
         elif reason == "hang":
-            outcome, why = "timeout", f"{HANG_SUSPECTED}: no result after {cut[1]:g} s ({cut[2]})"
+            outcome, why = "timeout", f"{HANG_SUSPECTED}: {cut[2]}"
             sig = None
         elif reason == "oom":
             outcome, why = "oom", f"memory use passed the limit of {memory_mb} MiB"
