@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from tritriage import yamlio
 from tritriage.specs.constexprs import (
     _EVAL_ERRORS,
     CallerEnv,
@@ -99,7 +98,7 @@ class Hints:
 
 @functools.lru_cache(maxsize=4)
 def load_hints(path: str | None = None) -> Hints:
-    data = yaml.safe_load(Path(path or HEURISTICS_FILE).read_text())
+    data = yamlio.load(Path(path or HEURISTICS_FILE).read_text())
 
     def pairs(key, field_):
         return tuple((re.compile(r["match"]), r[field_]) for r in data.get(key, []))
