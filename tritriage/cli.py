@@ -129,6 +129,10 @@ def scan(
     all_platforms: bool = typer.Option(False, "--all-platforms",
                                        help="compile kernels an Ascend host never uses (CUDA-, ROCm-, XPU-only) "
                                             "too"),
+    shard_times: Optional[Path] = typer.Option(
+        None, "--shard-times", metavar="FILE",
+        help="balance --shard by the compile times in FILE, an earlier scan's `report --json` (the same file on "
+             "every machine); default: split by a hash of the names"),
     hang_budget: float = typer.Option(0.0, "--hang-budget", min=0,
                                       help="seconds the scan may add at its end to wait out suspected hangs with "
                                            "the full --timeout (0: none; `rerun --kernel` waits one out)"),
@@ -142,7 +146,7 @@ def scan(
     """Compile every entry kernel of PATH on triton-ascend, stage by stage, and store the verdicts."""
     check("scan", path=path, python=python, jobs=jobs, arch=arch, timeout=timeout, memory_mb=memory_mb,
           kernel=kernel, catalog=catalog, bishengir=bishengir, hints=hints, shard=shard, hang_budget=hang_budget,
-          plugin=plugin, with_=with_)
+          plugin=plugin, with_=with_, shard_times=shard_times)
     if collect_only:
         from tritriage.discover.inventory import discover
         from tritriage.report.inventory import print_inventory, summary_line
@@ -160,6 +164,7 @@ def scan(
         kernels=kernel or None, quiet=quiet, resume=False if new else None,
         catalog_dirs=[str(c) for c in (catalog or [])], bishengir=bishengir, hints=hints,
         hang_budget=hang_budget, all_platforms=all_platforms, shard=validate_shard("--shard", shard),
+        shard_times=str(shard_times) if shard_times else None,
         plugin=str(plugin) if plugin else None,
         with_=[str(w) for w in (with_ or [])],
     )

@@ -6,7 +6,7 @@ or a qualified name, with one clear error when unknown or ambiguous.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 from tritriage.errors import UserError
 
@@ -56,3 +56,27 @@ def in_shard(kernel_id: str, spec_name: str, shard: tuple[int, int] | None) -> b
     k, n = shard
     digest = hashlib.sha256(f"{kernel_id}|{spec_name}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % n == k - 1
+
+
+def shard_plan(pairs: Sequence[tuple[str, str]], n: int,
+               times: Mapping[tuple[str, str], float] | None = None) -> dict[tuple[str, str], int]:
+    """(kernel id, spec) -> the shard (1..N) that compiles it.
+
+    With ``times`` (seconds per pair from an earlier scan's ``report --json``,
+    the same file on every machine of the matrix) the shards are balanced by
+    time: longest first, each to the least loaded shard, a pair with no time
+    counted at the median.  Without, ``in_shard``'s hash of the names.  Either
+    way a pure function of the pairs and the file, so every machine computes
+    the same split."""
+    if not times:
+        return {p: next(k for k in range(1, n + 1) if in_shard(p[0], p[1], (k, n))) for p in pairs}
+    wanted = set(pairs)
+    known = sorted(t for p, t in times.items() if p in wanted)
+    typical = known[len(known) // 2] if known else 1.0
+    load = [0.0] * n
+    plan: dict[tuple[str, str], int] = {}
+    for p in sorted(wanted, key=lambda p: (-times.get(p, typical), p)):
+        k = min(range(n), key=lambda i: (load[i], i))
+        load[k] += times.get(p, typical)
+        plan[p] = k + 1
+    return plan

@@ -113,6 +113,8 @@ CASES = [
     (["scan", C, "--hang-budget", "-1"], "--hang-budget"),
     (["scan", C, "--plugin", "/nonexistent/vllm-ascend"], "--plugin /nonexistent/vllm-ascend: no such directory"),
     (["scan", C, "--with", "/nonexistent/vllm"], "--with /nonexistent/vllm: no such directory"),
+    (["scan", C, "--shard", "1/2", "--shard-times", "/nonexistent/r.json"],
+     "--shard-times /nonexistent/r.json: no such file"),
     (["fetch", "liger-kernel==x.y"], "is not PROJECT==VERSION"),
     (["merge", "/nonexistent/shard.json"], "no such file"),
     (["scan", C, "--nonsense"], "No such option: --nonsense"),

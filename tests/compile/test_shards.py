@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tritriage.commands.merge import merge_command
+from tritriage.commands.merge import merge_command, shard_times
 from tritriage.compile.scan import run_scan
 from tritriage.errors import UserError
 from tritriage.model import Spec
 from tritriage.report.machine import to_json_data
 from tritriage.report.view import build_view
-from tritriage.select import in_shard
+from tritriage.select import in_shard, shard_plan
 from tritriage.store import Store
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -42,11 +42,18 @@ def verdicts(doc: dict) -> dict:
     return out
 
 
-def test_shards_merged_give_the_unsharded_verdicts(tmp_path, monkeypatch):
+@pytest.mark.parametrize("balanced", [False, True])
+def test_shards_merged_give_the_unsharded_verdicts(tmp_path, monkeypatch, balanced):
+    # Split by names, or balanced by the times of an earlier scan's report.
     whole = scan_json(tmp_path / "whole", monkeypatch)
+    times = None
+    if balanced:
+        (tmp_path / "last-night.json").write_text(json.dumps(whole))
+        times = shard_times(tmp_path / "last-night.json")
+        assert len(times) == whole["totals"]["pairs"]
     parts = []
     for k in (1, 2):
-        doc = scan_json(tmp_path / f"shard{k}", monkeypatch, shard=(k, 2))
+        doc = scan_json(tmp_path / f"shard{k}", monkeypatch, shard=(k, 2), shard_times=times)
         assert doc["totals"]["pairs"] < whole["totals"]["pairs"], "a shard compiles only its share"
         path = tmp_path / f"shard{k}.json"
         path.write_text(json.dumps(doc))
@@ -67,6 +74,20 @@ def test_the_split_is_the_same_everywhere_and_covers_every_pair_once():
         assert all(len(o) == 1 for o in owners)
         sizes = [sum(1 for o in owners if o == [k]) for k in range(1, n + 1)]
         assert min(sizes) > len(pairs) / n * 0.7, sizes
+
+
+def test_a_split_by_times_balances_the_shards_and_is_the_same_everywhere():
+    pairs = [(f"k{i}", "s") for i in range(60)]
+    times = {p: float((i * 37) % 11 + (30 if i < 3 else 0)) for i, p in enumerate(pairs[:50])}  # 10 unknown
+    plan = shard_plan(pairs, 3, times)
+    assert plan == shard_plan(list(reversed(pairs)), 3, dict(reversed(list(times.items())))), "order-free"
+    assert set(plan) == set(pairs) and set(plan.values()) == {1, 2, 3}
+    typical = sorted(times.values())[len(times) // 2]
+    load = [sum(times.get(p, typical) for p in pairs if plan[p] == k) for k in (1, 2, 3)]
+    assert max(load) - min(load) <= max(times.values()), load
+    by_hash = [sum(times.get(p, typical) for p in pairs if in_shard(*p, (k, 3))) for k in (1, 2, 3)]
+    assert max(load) <= max(by_hash), (load, by_hash)
+    assert shard_plan(pairs, 3) == {p: next(k for k in (1, 2, 3) if in_shard(*p, (k, 3))) for p in pairs}
 
 
 def test_merge_refuses_what_is_not_a_shard_report(tmp_path, monkeypatch):

@@ -29,6 +29,21 @@ def _read(path: Path) -> dict:
     return doc
 
 
+def shard_times(path: str | Path, flag: str = "--shard-times") -> dict[tuple[str, str], float]:
+    """(kernel id, spec) -> seconds, from an earlier scan's ``report --json``
+    (last night's merged report): what ``--shard K/N`` balances by."""
+    try:
+        doc = _read(Path(path).expanduser())
+    except UserError as e:
+        raise UserError(f"{flag} {e}") from None
+    times = {}
+    for k in doc["kernels"]:
+        for s in k.get("specs") or ():
+            if isinstance(s, dict) and isinstance(s.get("seconds"), (int, float)) and s.get("name"):
+                times[(k.get("id"), s["name"])] = float(s["seconds"])
+    return times
+
+
 def _kernel(k: dict) -> Kernel:
     return Kernel(id=k["id"], name=k["name"], qualname=k["qualname"], module=k["module"], file=k["file"],
                   line=k["line"], end_line=k.get("end_line") or k["line"], kind=k.get("kind") or "entry",

@@ -16,7 +16,7 @@ def scan_command(path: str, *, python: str | None = None, jobs: int | None = Non
                  catalog_dirs: Sequence[str] = (), adapter: str | None = None, reference: bool = False,
                  bishengir: str | None = None, hints: int = 0, hang_budget: float = 0.0,
                  shard: tuple[int, int] | None = None, plugin: str | None = None, with_: Sequence[str] = (),
-                 all_platforms: bool = False) -> int:
+                 all_platforms: bool = False, shard_times: str | None = None) -> int:
     """0 when the scan completed (failures are results, not errors)."""
     from rich.console import Console
 
@@ -45,7 +45,8 @@ def scan_command(path: str, *, python: str | None = None, jobs: int | None = Non
                                progress_factory=factory(quiet, console), resume=resume, catalog_dirs=catalog_dirs,
                                adapter=adapter, say=say, env=env, reference=reference, bishengir=bishengir,
                                hints=hints, hang_budget=hang_budget, shard=shard, plugin=plugin,
-                               roots=[t.path for t in trees], all_platforms=all_platforms)
+                               roots=[t.path for t in trees], all_platforms=all_platforms,
+                               shard_times=_times(shard_times))
         except KeyboardInterrupt:
             console.print("\ninterrupted: every finished compile is stored; run the same scan again to resume")
             return 130
@@ -80,3 +81,10 @@ def print_counts(summary: ScanSummary) -> None:
     if summary.not_used:
         table.add_row("not used on Ascend (not compiled)", str(len(summary.not_used)))
     Console().print(table)
+
+
+def _times(path: str | None):
+    if not path:
+        return None
+    from tritriage.commands.merge import shard_times
+    return shard_times(path)

@@ -286,6 +286,11 @@ def _each(fn: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
     return check_all
 
 
+def _shard_times(flag: str, value) -> None:
+    from tritriage.commands.merge import shard_times
+    shard_times(value, flag)
+
+
 # option name -> (flag as the user typed it, check)
 OPTIONS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "path": ("PATH", checkout),
@@ -300,6 +305,7 @@ OPTIONS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "run": ("--run", run_id),
     "against": ("--against", run_id),
     "shard": ("--shard", shard),
+    "shard_times": ("--shard-times", lambda flag, v: _shard_times(flag, v)),
     "catalog": ("--catalog", _each(catalog_dir)),
     "template": ("--template", template),
     "rules": ("--rules", _each(rules_file)),

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from tritriage.cache import classifier_version, compile_key, prepared_key
 from tritriage.classify.verdict import SUSPECT_NOTE, describe, verdict
@@ -38,7 +38,7 @@ from tritriage.compile.environment import EnvReport, check_environment, doctor_l
 from tritriage.errors import UserError
 from tritriage.model import (DEFAULT_ARCH, HANG_SUSPECTED, OUTCOMES, PASSES, STAGES, CompileResult, Diagnosis,
                              Inventory, Kernel, Spec)
-from tritriage.select import in_shard, one_id, run_of
+from tritriage.select import one_id, run_of, shard_plan
 from tritriage.store import Store, StoredResult
 
 
@@ -227,6 +227,7 @@ def run_scan(
     plugin: str | Path | None = None,
     roots: Sequence[str] = (),
     all_platforms: bool = False,
+    shard_times: Mapping[tuple[str, str], float] | None = None,
 ) -> ScanSummary:
     """Compile every entry kernel of ``root`` with each of its specs; see the module docstring.
 
@@ -266,7 +267,7 @@ def run_scan(
         summary.entries = len(entries)
 
         # A spec problem is a result too, stored like any other.
-        pairs: list[tuple[Kernel, Spec | None, str]] = []
+        candidates: list[tuple[Kernel, Spec | None, str]] = []
         # Vendor-only kernels are not Ascend's problem: listed, not compiled,
         # unless asked for (by name, or all of them).
         skip_vendor = not all_platforms and not kernels_filter
@@ -275,13 +276,21 @@ def run_scan(
                 summary.not_used.append(k.id)
                 continue
             kspecs, problem = specs.get(k.id, ((), ""))
-            if problem and in_shard(k.id, "default", shard):
-                pairs.append((k, None, problem))
-            elif not kspecs and in_shard(k.id, "default", shard):
+            if problem or not kspecs:
+                candidates.append((k, None, problem))
+            candidates.extend((k, s, "") for s in kspecs)
+        mine = None
+        if shard:
+            plan = shard_plan([(k.id, s.name if s else "default") for k, s, _ in candidates], shard[1], shard_times)
+            mine = {p for p, owner in plan.items() if owner == shard[0]}
+        pairs: list[tuple[Kernel, Spec | None, str]] = []
+        for k, s, problem in candidates:
+            if mine is not None and (k.id, s.name if s else "default") not in mine:
+                continue
+            if s is None and not problem:
                 summary.no_spec.append(k.id)
-            for s in kspecs:
-                if in_shard(k.id, s.name, shard):
-                    pairs.append((k, s, ""))
+            else:
+                pairs.append((k, s, problem))
 
         run_id, done = _open_run(store, checkout, settings, env, resume, argv, inventory, catalog_dirs, shard,
                                  plugin)
