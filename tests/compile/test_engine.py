@@ -494,6 +494,7 @@ def test_a_cold_scan_cuts_a_hang_at_its_stage_budget_once_it_has_seen_enough_com
     assert hung.result.seconds < 30, hung.result.seconds
     assert "hang suspected" in hung.result.error and "9 compiles out of 10" in hung.result.error, hung.result.error
     assert says in hung.result.error, hung.result.error
+    assert hung.diagnosis.subclass.startswith("hang suspected in "), hung.diagnosis
     assert "rerun --kernel" in hung.result.error
     assert summary.hangs_suspected == 1 and summary.hangs_confirmed == 0
     assert all(got[k].outcome == "passed-to-binary" for k in order[:-1])

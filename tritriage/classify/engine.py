@@ -17,7 +17,7 @@ from pathlib import Path
 
 import json
 
-from tritriage.model import Diagnosis, Location
+from tritriage.model import HANG_SUSPECTED, Diagnosis, Location
 
 from . import text as T
 from .rules import (CLASSES, RANKS, STAGE_CLASS, Pattern, PatternSet, TextRules, load_patterns,
@@ -513,6 +513,10 @@ SIGNAL = re.compile(r"\b(SIG[A-Z]+)\b|signal (\d+)")
 def _outcome_subclass(outcome: str, reading: Reading, stage_cls: str | None, from_text: str) -> str:
     where = f" in {stage_cls}" if stage_cls else ""
     if outcome == "timeout":
+        # Cut at a stage's budget (compile/hangs.py), not at --timeout: say so,
+        # a patient rerun may still finish.
+        if any(HANG_SUSPECTED in ln.text for ln in reading.lines[:50]):
+            return f"hang suspected{where} (cut at its stage budget)"
         return f"compile timed out{where}"
     if outcome == "oom":
         return f"compile ran out of memory{where}"
