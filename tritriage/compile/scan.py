@@ -330,9 +330,12 @@ def run_scan(
                     jobs_todo.append(Job(kernel=k, spec=s, checkout=checkout, cache_key=key, id=len(jobs_todo),
                                          artifacts_dir=str(store.artifacts_dir(run_id, k.id, name))))
             if jobs_todo:
-                # Slowest known compiles first, so that no long one ends the run alone.
+                # Slowest known compiles first, so that no long one ends the run
+                # alone; never compiled, the longest source first (kernel and
+                # helpers: what the adapter and bishengir chew on).
                 took = store.compile_seconds()
-                jobs_todo.sort(key=lambda j: -took.get((j.kernel.id, j.spec.name), 0.0))
+                size = {k.id: _source_lines(k, by_id) for k in entries}
+                jobs_todo.sort(key=lambda j: (-took.get((j.kernel.id, j.spec.name), 0.0), -size.get(j.kernel.id, 0)))
                 _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progress, on_result,
                          hang_budget=hang_budget)
         finally:
@@ -584,6 +587,18 @@ def _record(store, run_id, result, key, checkout, settings, summary, on_result, 
         summary.worker_seconds += result.seconds
     if on_result is not None:
         on_result(result)
+
+
+def _source_lines(kernel: Kernel, by_id: dict) -> int:
+    seen, todo, n = set(), [kernel], 0
+    while todo:
+        k = todo.pop()
+        if k.id in seen:
+            continue
+        seen.add(k.id)
+        n += max(1, k.end_line - k.line + 1)
+        todo.extend(by_id[c] for c in k.calls if c in by_id)
+    return n
 
 
 def _tally(store: Store, summary: ScanSummary) -> None:
