@@ -10,6 +10,7 @@ config builders are run from their own definitions, with a stand-in
 from __future__ import annotations
 
 import ast
+import contextlib
 import math
 import re
 from pathlib import Path
@@ -69,6 +70,18 @@ def explore(fn, limit: int):
                 tried.add(frozen)
                 queue.append(nxt)
     return out
+
+
+@contextlib.contextmanager
+def choices_suspended():
+    """Evaluations inside take the default answers and record no choice point
+    (a probe whose answers are not the ones a spec is made of)."""
+    global _choices
+    saved, _choices = _choices, None
+    try:
+        yield
+    finally:
+        _choices = saved
 
 
 def _host_table() -> dict:
@@ -386,12 +399,28 @@ def _is_value(v) -> bool:
 
 
 class CallerEnv:
-    """Constants of a launching function: simple assignments and its parameters' defaults."""
+    """Constants of a launching function: simple assignments and its parameters' defaults.
+
+    Each assignment in the function keeps the ``if`` arms it sits in, so that a
+    name bound in both arms of an ``if`` takes the arm whose test holds (or,
+    where the test cannot be decided, each arm is a choice point), and a
+    parameter default that the function replaces when it is given as is
+    (``if rope_dim == -1: rope_dim = ...``) is known to mean "not given"."""
 
     def __init__(self, root: Path, site: LaunchSite):
         self.site = site
         self.root = root
         self.assigns: dict[str, list[tuple[int, ast.AST]]] = {}
+        # (name, line) -> the enclosing branches of that assignment: ((If node, arm), ...),
+        # a loop as (loop node, None); absent for module constants and defaults.
+        self.guards: dict[tuple[str, int], tuple] = {}
+        self.site_path: tuple = ()
+        self.params: set[str] = set()
+        self.sentinels: set[str] = set()  # parameters whose default means "not given"
+        # Values an evaluation assumes for caller variables no launch value is
+        # known for: name -> (value, why); set by inference, read first.
+        self.seeds: dict[str, tuple[Any, str]] = {}
+        self.seeds_read: list[str] = []
         tree = parse_file(root, site.file)
         self.fn = find_function(tree, site.function) if tree is not None else None
         if tree is not None:
@@ -402,6 +431,7 @@ class CallerEnv:
         if self.fn is not None:
             args = self.fn.args
             pos = list(args.posonlyargs) + list(args.args)
+            self.params = {a.arg for a in pos + list(args.kwonlyargs)}
             for a, d in zip(pos[len(pos) - len(args.defaults):], args.defaults):
                 self.assigns[a.arg] = [(self.fn.lineno, d)]
                 self.defaults[a.arg] = self.fn.lineno
@@ -409,16 +439,67 @@ class CallerEnv:
                 if d is not None:
                     self.assigns[a.arg] = [(self.fn.lineno, d)]
                     self.defaults[a.arg] = self.fn.lineno
-            for node in ast.walk(self.fn):
-                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                    self.assigns.setdefault(node.targets[0].id, []).append((node.lineno, node.value))
-                elif isinstance(node, ast.Assign):
+            self._visit(self.fn.body, ())
+            self._find_sentinels()
+
+    def _bind(self, name: str, line: int, value, path: tuple):
+        self.assigns.setdefault(name, []).append((line, value))
+        if path:
+            self.guards[(name, line)] = path
+
+    def _visit(self, stmts, path: tuple):
+        for st in stmts:
+            if st.lineno <= self.site.line <= (st.end_lineno or st.lineno):
+                self.site_path = max(self.site_path, path, key=len)
+            if isinstance(st, ast.Assign):
+                if len(st.targets) == 1 and isinstance(st.targets[0], ast.Name):
+                    self._bind(st.targets[0].id, st.lineno, st.value, path)
+                else:
                     # `BLOCK_SIZE, num_warps = pick(...)` rebinds a parameter whose
                     # default (often None) must not stand for the launched value.
-                    for t in node.targets:
+                    for t in st.targets:
                         for n in ast.walk(t):
                             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-                                self.assigns.setdefault(n.id, []).append((node.lineno, None))
+                                self._bind(n.id, st.lineno, None, path)
+            elif isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name) and st.value is not None:
+                self._bind(st.target.id, st.lineno, st.value, path)
+            elif isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Name):
+                self._bind(st.target.id, st.lineno,
+                           ast.BinOp(left=ast.Name(st.target.id, ast.Load()), op=st.op, right=st.value), path)
+            if isinstance(st, ast.If):
+                self._visit(st.body, path + ((st, 0),))
+                self._visit(st.orelse, path + ((st, 1),))
+            elif isinstance(st, (ast.For, ast.AsyncFor, ast.While)):
+                for n in ast.walk(st.target) if not isinstance(st, ast.While) else ():
+                    if isinstance(n, ast.Name):
+                        self._bind(n.id, st.lineno, None, path + ((st, None),))
+                self._visit(st.body, path + ((st, None),))
+                self._visit(st.orelse, path + ((st, None),))
+            else:
+                for field_name in ("body", "orelse", "finalbody", "handlers"):
+                    inner = getattr(st, field_name, None)
+                    if isinstance(inner, list) and inner and isinstance(inner[0], (ast.stmt, ast.excepthandler)):
+                        self._visit(inner, path)
+
+    def _find_sentinels(self):
+        """Parameters replaced under a test their default passes (``if x is None: x = ...``,
+        ``if rope_dim == -1: rope_dim = ...``): the default is "not given", not a value."""
+        for node in ast.walk(self.fn):
+            if not isinstance(node, ast.If):
+                continue
+            for name, line in self.defaults.items():
+                if not any(isinstance(b, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and any(
+                        isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
+                        for t in (b.targets if isinstance(b, ast.Assign) else [b.target]) for n in ast.walk(t))
+                        for b in node.body):
+                    continue
+                try:
+                    default = ast.literal_eval(self.assigns[name][0][1])
+                    holds = _safe_eval(node.test, {name: default})
+                except (*_EVAL_ERRORS, SyntaxError):
+                    continue
+                if holds:
+                    self.sentinels.add(name)
 
     def helper(self, name: str):
         """A function of the caller's module (or imported into it from the checkout)
@@ -466,28 +547,83 @@ class _Passed:
 
 
 class _LazyEnv(dict):
-    def __init__(self, env: CallerEnv, depth=0):
+    """A caller's names as the program sees them at one point: the launch by
+    default, else ``at`` = (line, enclosing branches) of the statement being
+    evaluated (an assignment's value reads the names bound before it)."""
+
+    def __init__(self, env: CallerEnv, depth=0, at: tuple | None = None, sentinels_given: bool = False):
         super().__init__()
         self.env = env
         self.depth = depth
+        self.at = at
+        # A test that replaces a "not given" default reads the default itself.
+        self.sentinels_given = sentinels_given
 
     def __contains__(self, key):
-        return key in self.env.assigns
+        return key in self.env.seeds or key in self.env.assigns
+
+    def _where(self):
+        return self.at if self.at is not None else (self.env.site.line + 1, self.env.site_path)
+
+    def _in_force(self, key):
+        """(line, value) of the assignment of ``key`` the program holds here."""
+        before, path = self._where()
+        cands = [(ln, v) for ln, v in self.env.assigns[key] if ln < before] or self.env.assigns[key]
+        for ln, v in reversed(cands):
+            guard = self.env.guards.get((key, ln))
+            if guard is None or self._reached(guard, path):
+                return ln, v
+        raise KeyError(key)  # bound only in branches this path does not take
+
+    def _reached(self, guard: tuple, path: tuple) -> bool:
+        """Whether an assignment under ``guard`` ran before a point under ``path``."""
+        i = 0
+        while i < min(len(guard), len(path)) and guard[i] == path[i]:
+            i += 1
+        if i < len(path) and i < len(guard) and guard[i][0] is path[i][0]:
+            return False  # the other arm of an ``if`` the point is in
+        for j in range(i, len(guard)):
+            node, arm = guard[j]
+            if arm is None:
+                continue  # a loop body: it may have run
+            try:
+                holds = bool(_safe_eval(node.test, _LazyEnv(self.env, self.depth + 1, (node.lineno, guard[:j]), True)))
+            except _EVAL_ERRORS:
+                # Either arm is reachable: a choice point, the ``if`` arm first.
+                holds = not _alternative(f"test {_test_source(node.test, self)}")
+                _host_notes.append(_GUESSED)
+            if holds != (arm == 0):
+                return False
+        return True
 
     def __getitem__(self, key):
+        if key in self.env.seeds:
+            self.env.seeds_read.append(key)
+            return self.env.seeds[key][0]
         if key not in self.env.assigns and self.depth <= 8:
             found = self.env.helper(key)
             if found is not None:
                 return found
-            return host_name(key)
+            try:
+                return host_name(key)
+            except KeyError:
+                # A constant imported from the checkout (``from . import BLOCK``).
+                ok, value = _imported_constant(self.env.root, self.env.site.file, key)
+                if ok:
+                    return value
+                raise
         if self.depth > 8 or key not in self.env.assigns:
             raise KeyError(key)
-        # The last assignment before the launch is the one in force on the straight path.
-        cands = [(ln, v) for ln, v in self.env.assigns[key] if ln <= self.env.site.line] or self.env.assigns[key]
-        if cands[-1][1] is None:
+        ln, node = self._in_force(key)
+        if node is None:
             raise KeyError(key)  # bound by unpacking, or a tensor: no value this evaluator knows
-        value = _safe_eval(cands[-1][1], _LazyEnv(self.env, self.depth + 1))
-        if key in self.env.defaults and cands[-1][0] == self.env.defaults[key]:
+        is_default = key in self.env.defaults and ln == self.env.defaults[key]
+        if is_default and key in self.env.sentinels and not self.sentinels_given:
+            raise KeyError(key)  # "not given": the launch has the caller's value, unknown here
+        # A default reads the module as the ``def`` line does; an assignment, what was bound before it.
+        at = (ln, self.env.guards.get((key, ln), ()))
+        value = _safe_eval(node, _LazyEnv(self.env, self.depth + 1, at, self.sentinels_given))
+        if is_default and key not in self.env.sentinels:
             # Only the parameter's default is known: a caller may pass the other value.
             fn = self.env.fn.name if self.env.fn is not None else "the caller"
             if isinstance(value, bool) and _alternative(f"call {fn}({key}={not value})"):
@@ -528,6 +664,45 @@ def _single_return_function(root: Path, rel: str, name: str, depth: int = 0):
                     return _single_return_function(root, cand, a.name, depth + 1)
             return None
     return None
+
+
+def _import_source(root: Path, rel: str, st: ast.ImportFrom) -> str | None:
+    """The checkout file a ``from X import ...`` in ``rel`` reads."""
+    if st.level:
+        parts = rel.split("/")[:-1]
+        parts = parts[: len(parts) - (st.level - 1)] if st.level > 1 else parts
+        base = "/".join(parts + (st.module.split(".") if st.module else []))
+    else:
+        base = (st.module or "").replace(".", "/")
+    for cand in (base + ".py", base + "/__init__.py"):
+        if (root / cand).is_file():
+            return cand
+    return None
+
+
+def _imported_constant(root: Path, rel: str, name: str, depth: int = 0):
+    """(True, value) of a literal module constant ``name`` imported into ``rel``
+    from the checkout, through re-exports; (False, None) otherwise."""
+    tree = parse_file(root, rel)
+    if tree is None or depth > 4:
+        return False, None
+    if depth:
+        for st in tree.body:
+            if isinstance(st, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in st.targets):
+                try:
+                    value = ast.literal_eval(st.value)
+                except (ValueError, SyntaxError, TypeError):
+                    return False, None
+                return (True, value) if _is_value(value) else (False, None)
+    for st in tree.body:
+        if isinstance(st, ast.ImportFrom) and any((a.asname or a.name) == name for a in st.names):
+            a = next(a for a in st.names if (a.asname or a.name) == name)
+            src = _import_source(root, rel, st)
+            if src is None:
+                # ``from . import NAME``: NAME may be the package's constant, not a module.
+                return False, None
+            return _imported_constant(root, src, a.name, depth + 1)
+    return False, None
 
 
 def _literal(src: str):

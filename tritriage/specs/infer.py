@@ -38,6 +38,7 @@ from tritriage.specs.constexprs import (
     _is_value,
     _literal,
     as_ascend,
+    choices_suspended,
     explore,
     first_autotune_config,
     host_eval,
@@ -59,11 +60,13 @@ FLOAT_FNS = {
 FP32_FNS = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "erf", "log1p", "expm1", "tanh", "floor", "ceil"}
 COMPUTED = "<computed>"  # a tl.dot operand that is no pointer's data as loaded (an fp32 product, say)
 INT_FNS = {"arange", "program_id", "num_programs", "cdiv", "multiple_of", "max_contiguous"}
+# Calls whose value is an index into their argument, not its data.
+INDEX_FNS = {"argmax", "argmin"}
 # Calls whose value is their first argument's (shape or layout changes only).
 PASS_FNS = {
     "reshape", "view", "broadcast_to", "expand_dims", "trans", "permute", "where", "maximum", "minimum",
     "max_constancy", "multiple_of", "max_contiguous", "abs", "sum", "max", "min", "cumsum", "clamp",
-    "advance", "split", "join", "ravel", "flip", "argmax", "argmin", "xor_sum", "reduce", "associative_scan",
+    "advance", "split", "join", "ravel", "flip", "xor_sum", "reduce", "associative_scan",
     "to", "cast", "interleave", "static_assert",
 }
 _WIDTH = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64, "int8": 8, "int16": 16, "int32": 32, "int64": 64,
@@ -125,6 +128,7 @@ class ParamFacts:
     value: dict[str, list[str]] = field(default_factory=lambda: {"int": [], "float": []})  # scalar itself
     store_like: set[str] = field(default_factory=set)  # pointers whose type this one shares
     elem_dtype: str | None = None  # from a .to(tl.pointer_type(tl.X)) or similar
+    elem_why: str = "use:.to(tl.pointer_type)"  # what set elem_dtype
     needs_fp32: bool = False  # loaded values reach tl.exp/tl.log... uncast
     dot_peers: set[str] = field(default_factory=set)  # pointers feeding the other tl.dot operand
     in_dot: bool = False  # loaded values reach a tl.dot operand uncast
@@ -258,7 +262,7 @@ class BodyAnalysis:
                     ptr = _arg(expr, 0, "pointer")
                     p = self.pointer_of(ptr) if ptr is not None else None
                 return {p} if p else set()
-            if name in INT_FNS or name in FLOAT_FNS:
+            if name in INT_FNS or name in FLOAT_FNS or name in INDEX_FNS:
                 return set()
             if name == "to" and isinstance(expr.func, ast.Attribute):
                 return self.sources(expr.func.value, seen)
@@ -269,6 +273,8 @@ class BodyAnalysis:
             return out
         if isinstance(expr, ast.Attribute):
             return set()  # x.dtype, x.shape: metadata, not data
+        if isinstance(expr, ast.Compare):
+            return set()  # a comparison's value is a bool, not the data compared
         for child in ast.iter_child_nodes(expr):
             out |= self.sources(child, seen)
         return out
@@ -346,7 +352,7 @@ class BodyAnalysis:
             name = _fname(expr)
             if name in FLOAT_FNS:
                 return "float"
-            if name in ("arange", "program_id", "num_programs", "cdiv"):
+            if name in ("arange", "program_id", "num_programs", "cdiv") or name in INDEX_FNS:
                 return "int"
             if name in ("to", "cast", "zeros", "full", "zeros_like", "full_like", "bitcast"):
                 dt = _dtype_of(_arg(expr, 0 if name in ("to", "cast") else 1, "dtype"))
@@ -580,6 +586,13 @@ class BodyAnalysis:
                         a, b = next(iter(a_src)), next(iter(b_src))
                         self.facts[a].store_like.add(b)
                         self.facts[b].store_like.add(a)
+                if isinstance(node.op, (ast.BitAnd, ast.BitOr, ast.BitXor)):
+                    # Triton's bitwise operators take integers (bools) only: data
+                    # reaching one uncast is integer data.  Masks built from
+                    # comparisons are no loaded data and say nothing.
+                    for side in (node.left, node.right):
+                        for src in self.direct_sources(side):
+                            self._note(self.facts[src].elem, "int", "use:bitwise operand → integer")
                 if isinstance(node.op, (ast.LShift, ast.RShift, ast.BitAnd, ast.BitOr, ast.BitXor)):
                     for side in (node.left, node.right):
                         # Masks (a & b) are i1; shifts are the integer evidence that counts.
@@ -646,6 +659,8 @@ class BodyAnalysis:
                 self._note(self.facts[p].elem, "float", "use:tl.load(other=float) → float")
             elif p and isinstance(other, (ast.UnaryOp, ast.Attribute, ast.Call)) and "inf" in ast.unparse(other):
                 self._note(self.facts[p].elem, "float", "use:tl.load(other=±inf) → float")
+            elif p and isinstance(other, ast.Constant) and isinstance(other.value, bool):
+                self._note(self.facts[p].elem, "int", "use:tl.load(other=bool) → integer")
         elif name in STORE_FNS and (tl_call or isinstance(node.func, ast.Name)):
             ptr = _arg(node, 0, "pointer")
             val = _arg(node, 1, "value")
@@ -729,6 +744,17 @@ class BodyAnalysis:
                 for e in shape.elts:
                     if isinstance(e, ast.Name) and e.id in self.constexprs:
                         self.facts[e.id].uses.add("arange")
+        elif name == "insert_slice" and len(node.args) >= 2:
+            # triton-ascend's insert_slice takes a slice of the destination's own
+            # element type (no promotion): data loaded into a tensor made with
+            # an explicit dtype (tl.zeros(.., dtype=tl.bfloat16)) has that dtype.
+            dt = self._explicit_dtype(node.args[0])
+            if dt:
+                for src in self._typed_sources(_unshaped(node.args[1])):
+                    f = self.facts[src]
+                    if not f.elem_dtype:
+                        f.elem_dtype = dt
+                        f.elem_why = f"use:insert_slice into a tl.{dt} tensor"
         else:
             helper = self.helpers(node) if self.helpers else None
             if helper is not None:
@@ -736,6 +762,20 @@ class BodyAnalysis:
         for k in node.keywords:
             if k.arg == "dtype" and isinstance(k.value, ast.Name) and k.value.id in self.constexprs:
                 self.facts[k.value.id].uses.add("dtype")
+
+    def _explicit_dtype(self, expr, seen=None) -> str | None:
+        """The one dtype a tensor was made with (tl.zeros/tl.full's dtype), through reshapes and rebinds."""
+        seen = set() if seen is None else seen
+        expr = _unshaped(expr)
+        if isinstance(expr, ast.Call) and _fname(expr) in ("zeros", "full"):
+            return _dtype_of(_arg(expr, 1 if _fname(expr) == "zeros" else 2, "dtype"))
+        if isinstance(expr, ast.Call) and _fname(expr) == "insert_slice" and expr.args:
+            return self._explicit_dtype(expr.args[0], seen)
+        if isinstance(expr, ast.Name) and expr.id not in self.pset and expr.id not in seen:
+            seen.add(expr.id)
+            found = {self._explicit_dtype(d, seen) for d in self.defs.get(expr.id, [])} - {None}
+            return found.pop() if len(found) == 1 else None
+        return None
 
     def _helper_call(self, node: ast.Call, helper: tuple[str, Summary]):
         hname, summ = helper
@@ -766,6 +806,7 @@ class BodyAnalysis:
                             self._note(self.facts[p].elem, k, f"{hname}.{hp}: {w}")
                     if hf.elem_dtype and not self.facts[p].elem_dtype:
                         self.facts[p].elem_dtype = hf.elem_dtype
+                        self.facts[p].elem_why = f"{hname}.{hp}: {hf.elem_why}"
             elif hf.scalar or hf.value["int"] or hf.value["float"]:
                 for p in self.params_in(a):
                     if isinstance(a, ast.Name):
@@ -776,6 +817,14 @@ class BodyAnalysis:
                                 self._note(f.value, k, f"{hname}.{hp}: {w}")
                 if hf.value["int"]:
                     self._int_context(a, f"use:{hname}({hp}) integer")
+
+
+def _unshaped(expr):
+    """The tensor a chain of ``.reshape(..)`` / ``.view(..)`` method calls starts from."""
+    while isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) \
+            and expr.func.attr in ("reshape", "view", "broadcast_to", "expand_dims") and not _is_tl(expr.func):
+        expr = expr.func.value
+    return expr
 
 
 def _is_tl(attr: ast.Attribute) -> bool:
@@ -985,7 +1034,7 @@ def _decide_elements(kernel, facts, hints, pointers, rules) -> dict[str, str]:
     for p in pointers:
         f = facts[p]
         if f.elem_dtype:
-            cls[p] = ("dtype:" + f.elem_dtype, "use:.to(tl.pointer_type)")
+            cls[p] = ("dtype:" + f.elem_dtype, f.elem_why)
         elif f.elem["float"] and not f.elem["int"]:
             cls[p] = ("float", f.elem["float"][0])
         elif f.elem["int"] and not f.elem["float"]:
@@ -1091,88 +1140,7 @@ def _constexpr_values(kernel: Kernel, facts, hints, root: Path, constexprs, opti
     want = [p for p in kernel.params if p.constexpr]
     found: dict[str, tuple[Any, str]] = {}
 
-    # 1. literals at launch sites, 2. constants the caller computes
-    for site in kernel.launch_sites:
-        passed = {}
-        i = 0
-        for a in site.args:
-            if a.lstrip().startswith("*"):
-                n = _starred_len(a.lstrip()[1:])
-                if n is None:
-                    break  # positions after an unknown-length *args are unknown
-                i += n
-                continue
-            if i < len(names):
-                passed[names[i]] = a
-            i += 1
-        passed.update(site.kwargs)
-        for k, v in site.literal_kwargs.items():
-            if k in ("num_warps", "num_stages") and isinstance(v, int) and k not in options:
-                options[k] = v
-                rules[k] = f"launch-site literal {site.file}:{site.line}"
-        computed: list[tuple[str, str]] = []
-        for p in want:
-            if p.name not in passed:
-                continue
-            src = passed[p.name]
-            ok, val = (True, site.literal_kwargs[p.name]) if p.name in site.literal_kwargs else _literal(src)
-            if p.name in found:
-                # Another launch passing another literal: that value is reachable too.
-                if ok and _is_value(val) and val != found[p.name][0] and alternatives is not None:
-                    alternatives.append(({f"launch {site.file}:{site.line} passes it": True},
-                                         {p.name: (val, f"launch-site literal {site.file}:{site.line}")}, passed))
-                continue
-            if ok and _is_value(val):
-                found[p.name] = (val, f"launch-site literal {site.file}:{site.line}")
-                continue
-            computed.append((p.name, src))
-        if not computed:
-            continue
-        env = CallerEnv(root, site)
-        # What this launch passes as a tensor is one here, whatever its
-        # default (``weight=None`` makes ``W = weight.shape[1] if weight
-        # is not None else None`` None; the spec has a weight pointer).
-        for q in pointers:
-            src_q = str(passed.get(q, "")).strip()
-            if src_q.isidentifier():
-                env.assigns.setdefault(src_q, []).append((site.line, None))
-
-        def evaluate(env=env, site=site, computed=computed):
-            out = {}
-            for name, src in computed:
-                try:
-                    val, notes = host_eval(env.value, src)
-                except _EVAL_ERRORS:
-                    continue
-                if _is_value(val):
-                    out[name] = (str(val) if isinstance(val, _DtypeStr) else val,
-                                 f"caller constant {site.file}:{site.line} ({src}){as_ascend(notes)}")
-            return out
-
-        runs = explore(evaluate, MAX_SPECS_PER_KERNEL if alternatives is not None else 1)
-        base = runs[0][1]
-        found.update(base)
-        if alternatives is None:
-            continue
-        # The default answers (a dtype test taken as true, say) are assumptions too.
-        alternatives.append(({k: False for k in runs[0][2]}, {}, passed))
-        for answers, values, _ in runs[1:]:
-            differs = {n: v for n, v in values.items() if n not in base or v[0] != base[n][0]}
-            if differs:
-                alternatives.append(({**{k: False for k in runs[0][2]}, **answers}, differs, passed))
-
-    # 3. the first autotune config
     cfg = first_autotune_config(kernel, root)
-    if cfg is not None:
-        kw, opts = cfg
-        for k, v in kw.items():
-            if k in names and k not in found and _is_value(v):
-                found[k] = (v, "autotune: first config")
-        for k, v in opts.items():
-            if k not in options:
-                options[k] = v
-                rules[k] = "autotune: first config"
-
     # 5. defaults (before heuristics, which may read them)
     defaults: dict[str, tuple[Any, str]] = {}
     for p in want:
@@ -1202,6 +1170,147 @@ def _constexpr_values(kernel: Kernel, facts, hints, root: Path, constexprs, opti
         if "bool" in f.uses:
             return True, "use:condition → True"
         return 16, "fallback → 16"
+
+    def own_value(p) -> tuple[Any, str]:
+        """What the kernel gets for ``p`` when no launch passes it a known value."""
+        if cfg is not None and p.name in cfg[0] and _is_value(cfg[0][p.name]):
+            return cfg[0][p.name], "autotune: first config"
+        return defaults.get(p.name) or fallback(p)
+
+    # 1. literals at launch sites, 2. constants the caller computes
+    for site in kernel.launch_sites:
+        passed = {}
+        i = 0
+        for a in site.args:
+            if a.lstrip().startswith("*"):
+                n = _starred_len(a.lstrip()[1:])
+                if n is None:
+                    break  # positions after an unknown-length *args are unknown
+                i += n
+                continue
+            if i < len(names):
+                passed[names[i]] = a
+            i += 1
+        passed.update(site.kwargs)
+        for k, v in site.literal_kwargs.items():
+            if k in ("num_warps", "num_stages") and isinstance(v, int) and k not in options:
+                options[k] = v
+                rules[k] = f"launch-site literal {site.file}:{site.line}"
+        computed: list[tuple[str, str]] = []
+        by_name = {p.name: p for p in want}
+        for p in want:
+            if p.name not in passed:
+                continue
+            src = passed[p.name]
+            ok, val = (True, site.literal_kwargs[p.name]) if p.name in site.literal_kwargs else _literal(src)
+            if p.name in found:
+                # Another launch passing another literal: that value is reachable too.
+                if ok and _is_value(val) and val != found[p.name][0] and alternatives is not None:
+                    alternatives.append(({f"launch {site.file}:{site.line} passes it": True},
+                                         {p.name: (val, f"launch-site literal {site.file}:{site.line}")}, passed))
+                continue
+            if ok and _is_value(val):
+                found[p.name] = (val, f"launch-site literal {site.file}:{site.line}")
+                continue
+            computed.append((p.name, src))
+        if not computed:
+            continue
+        env = CallerEnv(root, site)
+        # What this launch passes as a tensor is one here, whatever its
+        # default (``weight=None`` makes ``W = weight.shape[1] if weight
+        # is not None else None`` None; the spec has a weight pointer).
+        for q in pointers:
+            src_q = str(passed.get(q, "")).strip()
+            if src_q.isidentifier():
+                env.assigns.setdefault(src_q, []).append((site.line, None))
+
+        def unknown(env=env, computed=computed):
+            out = []
+            for name, src in computed:
+                try:
+                    val, _ = host_eval(env.value, src)
+                except _EVAL_ERRORS:
+                    out.append((name, src))
+                    continue
+                if not _is_value(val):
+                    out.append((name, src))
+            return out
+
+        def evaluate(env=env, site=site, computed=computed):
+            # A value the caller computes from an input nothing here knows (its
+            # parameter, a tensor's shape) keeps its relation to the launch's other
+            # values: the input takes what the kernel gets for the constexpr it is
+            # passed as, and what is computed from it follows (q_head_num =
+            # q_hidden_size // head_dim).  Parameters first: they are the inputs;
+            # then locals computed from what is still unknown.
+            # A local is taken one at a time, the earliest bound first, for a later
+            # one may be computed from it (IS_PARTIAL_ROPE = rope_dim != head_dim).
+            env.seeds = {}
+            tried: set[str] = set()
+            with choices_suspended():
+                for name, src in unknown():
+                    var = _plain_var(src)
+                    if var in env.params and var not in env.seeds:
+                        v, why = own_value(by_name[name])
+                        if _is_size(v):
+                            env.seeds[var] = (v, name, why)
+                while True:
+                    cands = []
+                    for name, src in unknown():
+                        var = _plain_var(src)
+                        if var is None or var in tried or var in env.params or var not in env.assigns:
+                            continue
+                        bound = [ln for ln, _ in env.assigns[var] if ln <= site.line]
+                        cands.append((max(bound, default=0), var, name))
+                    if not cands:
+                        break
+                    _, var, name = min(cands)
+                    v, why = own_value(by_name[name])
+                    tried.add(var)
+                    if _is_size(v):  # a flag or a dtype: nothing is computed from it here
+                        env.seeds[var] = (v, name, why)
+            out = {}
+            for name, src in computed:
+                env.seeds_read.clear()
+                try:
+                    val, notes = host_eval(env.value, src)
+                except _EVAL_ERRORS:
+                    continue
+                if not _is_value(val):
+                    continue
+                var = _plain_var(src)
+                if var in env.seeds and env.seeds[var][1] == name:
+                    why = (f"{env.seeds[var][2]}; the caller's {var} ({site.file}:{site.line}), "
+                           f"which the values computed from it follow")
+                else:
+                    given = [f"{k}={env.seeds[k][0]!r} as {env.seeds[k][1]}" for k in dict.fromkeys(env.seeds_read)]
+                    why = (f"caller constant {site.file}:{site.line} ({src})"
+                           f"{' with ' + ', '.join(given) if given else ''}{as_ascend(notes)}")
+                out[name] = (str(val) if isinstance(val, _DtypeStr) else val, why)
+            return out
+
+        runs = explore(evaluate, MAX_SPECS_PER_KERNEL if alternatives is not None else 1)
+        base = runs[0][1]
+        found.update(base)
+        if alternatives is None:
+            continue
+        # The default answers (a dtype test taken as true, say) are assumptions too.
+        alternatives.append(({k: False for k in runs[0][2]}, {}, passed))
+        for answers, values, _ in runs[1:]:
+            differs = {n: v for n, v in values.items() if n not in base or v[0] != base[n][0]}
+            if differs:
+                alternatives.append(({**{k: False for k in runs[0][2]}, **answers}, differs, passed))
+
+    # 3. the first autotune config
+    if cfg is not None:
+        kw, opts = cfg
+        for k, v in kw.items():
+            if k in names and k not in found and _is_value(v):
+                found[k] = (v, "autotune: first config")
+        for k, v in opts.items():
+            if k not in options:
+                options[k] = v
+                rules[k] = "autotune: first config"
 
     # 4. heuristics, evaluated with what is known so far
     known = {k: v for k, (v, _) in found.items()}
@@ -1264,6 +1373,23 @@ def _value_kind(v) -> str:
     if isinstance(v, (int, float)):
         return "number"
     return "text" if isinstance(v, str) else type(v).__name__
+
+
+def _is_size(v) -> bool:
+    """A value launch relations are arithmetic on (sizes, counts, scales), not a flag or a dtype."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _plain_var(src: str) -> str | None:
+    """The caller variable a launch argument passes as is (``x``, ``int(x)``)."""
+    try:
+        node = ast.parse(str(src).strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("int", "bool") \
+            and len(node.args) == 1 and not node.keywords:
+        node = node.args[0]
+    return node.id if isinstance(node, ast.Name) else None
 
 
 def _starred_len(src: str) -> int | None:
