@@ -182,3 +182,38 @@ def test_data_inserted_into_a_tensor_of_an_explicit_dtype_has_that_dtype(tmp_pat
     assert specs[0].signature["cache_ptr"] == "*bf16", specs[0].rules["cache_ptr"]
     assert "insert_slice" in specs[0].rules["cache_ptr"]
     _frontend_accepts(tmp_path, kernel, specs[:1])
+
+
+def test_inference_gives_the_same_spec_in_every_process(tmp_path):
+    # A pointer that receives data from both an integer and a float pointer:
+    # which one it follows must not depend on this process's string hashing.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    _write(tmp_path, "m.py", '''
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def k(idx_ptr, w_ptr, t_ptr, e_ptr, out_ptr, n, BLOCK: tl.constexpr):
+            offs = tl.arange(0, BLOCK)
+            i = tl.load(idx_ptr + offs)
+            w = tl.load(w_ptr + offs)
+            t = tl.load(t_ptr + i)
+            tl.store(e_ptr + offs, tl.exp(w) + t)
+            tl.store(out_ptr + offs, tl.where(i > 0, i, w), mask=offs < n)
+
+        def launch(idx, w, t, e, out):
+            k[(1,)](idx, w, t, e, out, idx.numel(), BLOCK=64)
+    ''')
+    code = ("import json, sys; from pathlib import Path; from tritriage.discover.inventory import discover;"
+            "from tritriage.specs.infer import infer_specs; r = Path(sys.argv[1]); inv = discover(r);"
+            "print(json.dumps([s.signature for k in inv.kernels for s in infer_specs(k, inv, r)]))")
+    seen = set()
+    for seed in range(6):
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+        seen.add(json.dumps(json.loads(out), sort_keys=True))
+    assert len(seen) == 1, seen

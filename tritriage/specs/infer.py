@@ -1031,7 +1031,10 @@ def _decide_pointers(kernel, facts, hints, rules) -> set[str]:
 
 def _decide_elements(kernel, facts, hints, pointers, rules) -> dict[str, str]:
     cls: dict[str, tuple[str | None, str]] = {}
-    for p in pointers:
+    # In the kernel's parameter order: one pointer's class decides another's,
+    # and the answer must not depend on a set's order in this process.
+    order = [p.name for p in kernel.params if p.name in pointers]
+    for p in order:
         f = facts[p]
         if f.elem_dtype:
             cls[p] = ("dtype:" + f.elem_dtype, f.elem_why)
@@ -1046,9 +1049,9 @@ def _decide_elements(kernel, facts, hints, pointers, rules) -> dict[str, str]:
             cls[p] = (None, "")
     # Pointers that only receive stores take the class of what is stored.
     for _ in range(3):
-        for p in pointers:
+        for p in order:
             if cls[p][0] is None:
-                for q in facts[p].store_like:
+                for q in sorted(facts[p].store_like):
                     if q.startswith("scalar:"):
                         s = facts.get(q[7:])
                         if s is not None and s.value["float"] and not s.value["int"]:
@@ -1060,7 +1063,7 @@ def _decide_elements(kernel, facts, hints, pointers, rules) -> dict[str, str]:
                         cls[p] = (cls[q][0], f"holds what {q} holds")
                         break
     # Still open: a partner whose name says it holds integers (token ids...) decides.
-    for p in pointers:
+    for p in order:
         if cls[p][0] is None:
             for q in sorted(facts[p].store_like):
                 if q in cls and cls[q][0] is None:
@@ -1069,7 +1072,7 @@ def _decide_elements(kernel, facts, hints, pointers, rules) -> dict[str, str]:
                         cls[p] = ("int", f"holds what {q} holds (name:{hit[0]})")
                         break
     out = {}
-    for p in pointers:
+    for p in order:
         c, why = cls[p]
         if c and c.startswith("dtype:"):
             t = _TL_TO_SIG.get(c[6:], "fp16")
@@ -1090,7 +1093,7 @@ def _decide_elements(kernel, facts, hints, pointers, rules) -> dict[str, str]:
             rules[p] += f"; name:{hit[0] if hit else '-'} → *{t}"
     # tl.dot takes two operands of one type: a name's fp32 yields to what the
     # other operand's data is (dA in fla's chunk kernels is fp16 like k and v).
-    for p in pointers:
+    for p in order:
         if out[p] == "fp32" and not facts[p].needs_fp32 and not facts[p].elem_dtype \
                 and COMPUTED not in facts[p].dot_peers:
             peers = sorted({out[q] for q in facts[p].dot_peers if q in out} - {"fp32"})
