@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tritriage.commands.scan import scan_command
-from tritriage.compile.scan import rerun, run_scan, select_results
+from tritriage.compile.scan import _source_lines, rerun, run_scan, select_results
 from tritriage.errors import UserError
 from tritriage.model import CompileResult, Spec
 from tritriage.store import Store, StoredResult
@@ -484,7 +484,10 @@ def test_a_cold_scan_cuts_a_hang_at_its_stage_budget_once_it_has_seen_enough_com
 
     monkeypatch.setattr(hangs, "HANG_FLOOR", 2.0)
     monkeypatch.setattr(hangs, "MIN_SAMPLES", 1)
-    order = [k.name for k in discover(CHECKOUT).kernels if k.name in ("add_kernel", "scale_kernel", "relu_kernel")]
+    # A cold scan starts the longest sources first: the hang comes last.
+    inv = discover(CHECKOUT)
+    three = [k for k in inv.kernels if k.name in ("add_kernel", "scale_kernel", "relu_kernel")]
+    order = [k.name for k in sorted(three, key=lambda k: -_source_lines(k, inv.by_id()))]
     last = order[-1]
     monkeypatch.setenv("TRITRIAGE_STANDIN_ONLY", last)
     summary = scan(store, adapter=standin(hang), kernels_filter=order, timeout=60, jobs=1, hang_budget=0)

@@ -111,7 +111,9 @@ def test_ctrl_c_at_random_moments_then_scan_again_equals_an_undisturbed_scan(che
         time.sleep(rng.uniform(0.05, SCAN_SECONDS[0]))
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
-        assert proc.returncode in (0, 130), (seed, err)
+        # -SIGINT: the signal came before the interpreter set up its handler
+        # (its first tens of milliseconds): killed before doing anything.
+        assert proc.returncode in (0, 130, -signal.SIGINT), (seed, err)
         assert "Traceback" not in err, (seed, err)
         if proc.returncode == 0:
             break  # finished before the signal came
