@@ -270,3 +270,51 @@ def test_every_failing_vllm085_kernel_reproduces(vllm_scan, tmp_path):
         if code != 1 or have != want:
             wrong.append(f"{r.kernel} [{r.spec_name}]: scan {want}, script {have} (exit {code})\n{output[-2000:]}")
     assert not wrong, "\n\n".join(wrong)
+
+
+def test_a_plugin_kernel_reproduces_with_the_tree_it_imports_from(tmp_path, monkeypatch):
+    # A plugin's kernel calls a jit helper of vLLM's: the scan loaded it with
+    # vLLM's tree beside the plugin, and so does the script.
+    import textwrap
+
+    monkeypatch.setenv("TRITRIAGE_HOME", str(tmp_path / "home"))
+    files = {
+        "plugin/plug/__init__.py": "",
+        "plugin/plug/k.py": """\
+            import triton
+            import triton.language as tl
+            from vllm.helpers import _twice
+
+            @triton.jit
+            def plugin_kernel(x_ptr, y_ptr, N: tl.constexpr):
+                offs = tl.arange(0, N)
+                tl.store(y_ptr + offs, _twice(tl.load(x_ptr + offs)))
+            """,
+        "host/vllm/__init__.py": "raise RuntimeError('vLLM is never imported')\n",
+        "host/vllm/helpers.py": """\
+            import triton
+
+            @triton.jit
+            def _twice(x):
+                return x * 2
+            """,
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(textwrap.dedent(text))
+
+    def spec(kernel, inventory, root):
+        return [Spec(kernel=kernel.id, signature={"x_ptr": "*fp32", "y_ptr": "*fp32"}, constexprs={"N": 128})]
+
+    with Store.open() as store:
+        summary = run_scan(tmp_path / "plugin", store=store, specs_fn=spec, timeout=60, jobs=1,
+                           roots=[str(tmp_path / "host")])
+        [r] = store.results(summary.run_id)
+        assert r.outcome == "passed-to-binary", r.result.error
+        path = write(store, tmp_path, "plugin_kernel", compile_only=True)
+    code, output, got = repro.run_script(path)
+    assert code == 0 and got["outcome"] == "passed-to-binary", output
+    assert f"also from   {tmp_path / 'host'}" in output
+    gone = dict(os.environ, TRITRIAGE_REPRO_ROOTS=str(tmp_path / "elsewhere"))
+    code, output, got = repro.run_script(path, env=gone)
+    assert code == 1 and got["outcome"] == "loader-error", output

@@ -185,6 +185,7 @@ def python_script(run: Run, stored: StoredResult, kernel: Kernel, *, compile_onl
     config = {
         "kernel": stored.kernel,
         "checkout": run.checkout,
+        "roots": list((run.settings or {}).get("roots") or ()),
         "file": kernel.file,
         "qualname": kernel.qualname,
         "arch": run.arch or "Ascend910B",

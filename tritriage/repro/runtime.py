@@ -146,13 +146,19 @@ def loader_module():
     return loader
 
 
-def load_here(checkout, rel_file, qualname):
-    """(jit function, None) or (None, the loader's failure text)."""
+def load_here(checkout, rel_file, qualname, roots=(), arch=None):
+    """(jit function, None) or (None, the loader's failure text).  ``roots``:
+    the other source trees the scan loaded with (vLLM's, for a plugin)."""
     # Loaded as compiled code in any case: the launch path turns it into
     # interpreted code itself (``interpreted``).
     interpret = os.environ.pop("TRITON_INTERPRET", None)
     try:
-        return load(loader_module().load_kernel, checkout, rel_file, qualname)
+        load_kernel = loader_module().load_kernel
+
+        def load_kernel_as_scanned(checkout, rel_file, qualname):
+            return load_kernel(checkout, rel_file, qualname, roots=roots, arch=arch)
+
+        return load(load_kernel_as_scanned, checkout, rel_file, qualname)
     finally:
         if interpret is not None:
             os.environ["TRITON_INTERPRET"] = interpret
@@ -304,13 +310,17 @@ def main(config, argv=None):
     compile_only = config.get("compile_only", True) or "--compile-only" in argv
     keep = "--keep" in argv
     checkout = os.environ.get("TRITRIAGE_REPRO_CHECKOUT") or config["checkout"]
-    config = dict(config, checkout=checkout)
+    roots = os.environ.get("TRITRIAGE_REPRO_ROOTS")
+    roots = [r for r in roots.split(os.pathsep) if r] if roots else list(config.get("roots") or ())
+    config = dict(config, checkout=checkout, roots=roots)
     spec = config["spec"]
     expected = config.get("expected") or {}
 
     say("tritriage reproducer: %s [%s]" % (config["kernel"], spec.get("name", "default")))
     say("  kernel      %s:%s %s" % (checkout, config["file"], config["qualname"]))
     say("  made from   %s" % config.get("made_from", ""))
+    for root in roots:
+        say("  also from   %s (another source tree the kernel imports from)" % root)
     if not os.path.isdir(checkout):
         say("cannot run: the checkout %s is not here (set TRITRIAGE_REPRO_CHECKOUT to a copy of it)" % checkout)
         return EXIT_CANNOT
@@ -338,7 +348,8 @@ def main(config, argv=None):
     say("  mode        %s" % mode)
     say("")
 
-    fn, text = load_here(checkout, config["file"], config["qualname"])
+    fn, text = load_here(checkout, config["file"], config["qualname"], roots=config.get("roots") or (),
+                         arch=config.get("arch"))
     if fn is None:
         outcome, stage, stages = "loader-error", None, []
         say("loading the kernel FAILED")
