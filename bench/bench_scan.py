@@ -105,7 +105,7 @@ def bench_vllm(version: str, src: Path, jobs: int | None, home: Path) -> None:
     out = subprocess.run(cli, capture_output=True, text=True)
     print(f"unchanged re-scan, `tritriage scan -q` end to end: {time.time() - t0:.2f} s: {out.stdout.strip()}")
 
-    # Edit one kernel file: a comment line inside each of its kernels' bodies.
+    # Edit one kernel file: a comment at the end of each of its kernels' def lines.
     from tritriage.discover.inventory import discover as fresh_discover
     inv = fresh_discover(root, use_cache=False)
     by_file: dict[str, list] = {}
@@ -115,8 +115,8 @@ def bench_vllm(version: str, src: Path, jobs: int | None, home: Path) -> None:
     rel, kernels = max(sorted(by_file.items()), key=lambda kv: len(kv[1]))
     path = root / rel
     lines = path.read_text().splitlines(keepends=True)
-    for k in sorted(kernels, key=lambda k: -k.end_line):
-        lines.insert(k.end_line - 1, "# edited by bench_scan\n")
+    for k in kernels:
+        lines[k.line - 1] = lines[k.line - 1].rstrip("\n") + "  # edited by bench_scan\n"
     path.write_text("".join(lines))
     t0 = time.time()
     out = subprocess.run(cli, capture_output=True, text=True)

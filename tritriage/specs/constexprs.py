@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tritriage.specs.infer_ast import DTYPE_NAMES, _arg, _fname, find_function, parse_file
+from tritriage.specs.infer_ast import DTYPE_NAMES, _arg, _fname, find_function, parse_expr, parse_file
 from tritriage.model import Kernel, LaunchSite
 
 
@@ -526,7 +526,7 @@ class CallerEnv:
 
     def value(self, src: str):
         try:
-            node = ast.parse(src, mode="eval").body
+            node = parse_expr(src)
         except SyntaxError:
             raise KeyError(src)
         return _safe_eval(node, _LazyEnv(self))

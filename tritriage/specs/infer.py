@@ -44,7 +44,7 @@ from tritriage.specs.constexprs import (
     host_eval,
     heuristics_values,
 )
-from tritriage.specs.infer_ast import DTYPE_NAMES, _arg, _dtype_of, _fname, find_def, parse_file
+from tritriage.specs.infer_ast import DTYPE_NAMES, _arg, _dtype_of, _fname, find_def, parse_expr, parse_file
 from tritriage.model import Inventory, Kernel, Spec
 
 HEURISTICS_FILE = Path(__file__).resolve().parent.parent / "data" / "name_heuristics.yaml"
@@ -148,6 +148,8 @@ class BodyAnalysis:
 
     def __init__(self, fn: ast.FunctionDef, params: list[str], constexprs: set[str], helpers):
         self.fn = fn
+        # Every pass visits the whole body: walk it once.
+        self.nodes = tuple(ast.walk(fn))
         self.params = params
         self.pset = set(params)
         self.constexprs = constexprs
@@ -159,7 +161,7 @@ class BodyAnalysis:
 
     # -- definitions of locals
     def _collect_defs(self):
-        for node in ast.walk(self.fn):
+        for node in self.nodes:
             if isinstance(node, ast.Assign):
                 for t in node.targets:
                     self._bind(t, node.value)
@@ -416,7 +418,7 @@ class BodyAnalysis:
         fp32_vars = {name for name, defs in self.defs.items() if name not in self.pset
                      and any(isinstance(d, ast.Call) and _fname(d) in ("zeros", "full") and _is_fp32_value(d)
                              for d in defs)}
-        for node in ast.walk(self.fn):
+        for node in self.nodes:
             if not (isinstance(node, ast.Call) and _fname(node) in STORE_FNS and len(node.args) >= 2):
                 continue
             ptr, val = node.args[0], node.args[1]
@@ -552,7 +554,7 @@ class BodyAnalysis:
                     self._offsets_int(d, base, depth + 1, seen)
 
     def _pass(self):
-        for node in ast.walk(self.fn):
+        for node in self.nodes:
             if isinstance(node, ast.AugAssign):
                 if (isinstance(node.op, (ast.Add, ast.Sub)) and isinstance(node.target, ast.Name)
                         and self._int_literal_init(node.target.id)):
@@ -1386,7 +1388,7 @@ def _is_size(v) -> bool:
 def _plain_var(src: str) -> str | None:
     """The caller variable a launch argument passes as is (``x``, ``int(x)``)."""
     try:
-        node = ast.parse(str(src).strip(), mode="eval").body
+        node = parse_expr(str(src).strip())
     except SyntaxError:
         return None
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("int", "bool") \
@@ -1398,7 +1400,7 @@ def _plain_var(src: str) -> str | None:
 def _starred_len(src: str) -> int | None:
     """Number of values ``*src`` expands to, when the source says."""
     try:
-        node = ast.parse(src.strip(), mode="eval").body
+        node = parse_expr(src.strip())
     except SyntaxError:
         return None
     if isinstance(node, (ast.Tuple, ast.List)):
