@@ -217,3 +217,33 @@ def test_inference_gives_the_same_spec_in_every_process(tmp_path):
                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
         seen.add(json.dumps(json.loads(out), sort_keys=True))
     assert len(seen) == 1, seen
+
+
+GQA_LIKE = '''
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def gqa(q_ptr, o_ptr, H: tl.constexpr, HQ: tl.constexpr, G: tl.constexpr, BK: tl.constexpr):
+        i_h = tl.program_id(0)
+        rows = tl.arange(0, G)
+        cols = tl.arange(0, BK)
+        x = tl.load(q_ptr + (i_h * G + rows)[:, None] * BK + cols[None, :])
+        tl.store(o_ptr + (i_h * G + rows)[:, None] * BK + cols[None, :], x)
+
+    def launch(q, k, o):
+        HQ = q.shape[2]
+        H = k.shape[2]
+        G = HQ // H
+        gqa[(H,)](q, o, H=H, HQ=HQ, G=G, BK=64)
+'''
+
+
+def test_a_size_computed_as_zero_from_guessed_inputs_is_not_taken(tmp_path):
+    # HQ and H are tensor shapes nothing here knows: guessed from the kernel's
+    # own constexprs they may give G = HQ // H = 0, which no launch passes (a
+    # zero-length arange); G keeps a value of its own, and the frontend accepts it.
+    _write(tmp_path, "pkg/gqa.py", GQA_LIKE)
+    kernel, specs = _specs(tmp_path, "gqa")
+    assert specs and all(s.constexprs["G"] > 0 for s in specs), [(s.constexprs, s.rules.get("G")) for s in specs]
+    _frontend_accepts(tmp_path, kernel, specs[:1])

@@ -1283,6 +1283,13 @@ def _constexpr_values(kernel: Kernel, facts, hints, root: Path, constexprs, opti
                     continue
                 if not _is_value(val):
                     continue
+                if env.seeds_read and _is_size(val) and val <= 0 and name in by_name:
+                    own = own_value(by_name[name])[0]
+                    if _is_size(own) and own > 1:
+                        # Computed from guessed inputs and degenerate (G = HQ // H
+                        # with H guessed above HQ): an artifact of the guesses, not
+                        # a value a launch passes; the constexpr keeps its own.
+                        continue
                 var = _plain_var(src)
                 if var in env.seeds and env.seeds[var][1] == name:
                     why = (f"{env.seeds[var][2]}; the caller's {var} ({site.file}:{site.line}), "
