@@ -25,10 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def vllm_085() -> Path:
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import vllm_sources  # the tests' cached download of vLLM's sources
-    return vllm_sources("0.8.5")
+sys.path.insert(0, str(REPO / "tests"))
+from conftest import vllm_sources  # noqa: E402 - the tests' cached download of vLLM's sources
+from testkit import verdicts  # noqa: E402 - what a user compares between two reports
 
 
 def tritriage(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -39,15 +38,6 @@ def tritriage(home: Path, *args: str) -> subprocess.CompletedProcess:
 
 def report(home: Path) -> dict:
     return json.loads(tritriage(home, "report", "--json").stdout)
-
-
-def verdicts(doc: dict) -> dict:
-    out = {}
-    for k in doc["kernels"]:
-        e = k.get("error") or {}
-        out[k["id"]] = (k["status"], e.get("class"), e.get("fingerprint"),
-                        sorted((s["name"], s["outcome"]) for s in k["specs"]))
-    return out
 
 
 def shards(root: Path, tmp: Path, label: str, n: int, jobs: list[str], extra: list[str], whole: dict) -> None:
@@ -80,7 +70,7 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=2, help="shards")
     ap.add_argument("--jobs", type=int, default=None)
     args = ap.parse_args()
-    root = (args.vllm or vllm_085()).resolve()
+    root = (args.vllm or vllm_sources("0.8.5")).resolve()
     jobs = ["-j", str(args.jobs)] if args.jobs else []
     with tempfile.TemporaryDirectory(prefix="tritriage-bench-shards-") as tmp:
         tmp = Path(tmp)

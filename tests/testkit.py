@@ -21,3 +21,14 @@ def fixture_specs(kernel, inventory, root):
 
     sig = {p.name: ("*fp32" if p.name.endswith("_ptr") else "i32") for p in kernel.params if not p.constexpr}
     return [Spec(kernel=kernel.id, name="default", source="catalog", signature=sig, constexprs={"BLOCK": 128})]
+
+
+def verdicts(doc: dict) -> dict:
+    """What a user compares between two `report --json` outputs: per kernel,
+    status, error class and fingerprint, and each spec's outcome."""
+    out = {}
+    for k in doc["kernels"]:
+        e = k.get("error") or {}
+        out[k["id"]] = (k["status"], e.get("class"), e.get("fingerprint"),
+                        sorted((s["name"], s["outcome"]) for s in k["specs"]))
+    return out

@@ -15,6 +15,7 @@ from tritriage.report.machine import to_json_data
 from tritriage.report.view import build_view
 from tritriage.select import in_shard, shard_plan
 from tritriage.store import Store
+from testkit import verdicts  # noqa: E402 - shared test helpers
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 CHECKOUT = FIXTURES / "engine"
@@ -31,15 +32,6 @@ def scan_json(home: Path, monkeypatch, **kw) -> dict:
     with Store.open() as store:
         summary = run_scan(CHECKOUT, store=store, specs_fn=two_specs, jobs=2, timeout=60, **kw)
         return to_json_data(build_view(store, store.run(summary.run_id)))
-
-
-def verdicts(doc: dict) -> dict:
-    out = {}
-    for k in doc["kernels"]:
-        e = k.get("error") or {}
-        out[k["id"]] = (k["status"], e.get("class"), e.get("fingerprint"),
-                        sorted((s["name"], s["outcome"]) for s in k["specs"]))
-    return out
 
 
 @pytest.mark.parametrize("balanced", [False, True])

@@ -653,16 +653,8 @@ def _single_return_function(root: Path, rel: str, name: str, depth: int = 0):
     for st in tree.body:
         if isinstance(st, ast.ImportFrom) and any((a.asname or a.name) == name for a in st.names):
             a = next(a for a in st.names if (a.asname or a.name) == name)
-            if st.level:
-                parts = rel.split("/")[:-1]
-                parts = parts[: len(parts) - (st.level - 1)] if st.level > 1 else parts
-                base = "/".join(parts + (st.module.split(".") if st.module else []))
-            else:
-                base = (st.module or "").replace(".", "/")
-            for cand in (base + ".py", base + "/__init__.py"):
-                if (root / cand).is_file():
-                    return _single_return_function(root, cand, a.name, depth + 1)
-            return None
+            cand = _import_source(root, rel, st)
+            return _single_return_function(root, cand, a.name, depth + 1) if cand else None
     return None
 
 
