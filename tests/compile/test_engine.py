@@ -500,6 +500,7 @@ def test_a_cold_scan_cuts_a_hang_at_its_stage_budget_once_it_has_seen_enough_com
     assert hung.diagnosis.subclass.startswith("hang suspected in "), hung.diagnosis
     assert "rerun --kernel" in hung.result.error
     assert summary.hangs_suspected == 1 and summary.hangs_confirmed == 0
+    assert "`tritriage rerun --class timeout` waits out the rest" in summary.line()
     assert all(got[k].outcome == "passed-to-binary" for k in order[:-1])
 
 

@@ -104,7 +104,8 @@ class ScanSummary:
         extra = f", {self.flaky} flaky" if self.flaky else ""
         if self.hangs_suspected:
             extra += (f", {self.hangs_suspected} suspected hangs ({self.hangs_confirmed} retried with the full "
-                      f"timeout)")
+                      f"timeout" + ("" if self.hangs_confirmed >= self.hangs_suspected else
+                                    "; `tritriage rerun --class timeout` waits out the rest") + ")")
         how = f"{len(self.compiled)} compiled, {self.cached} from cache" + (
             f", {self.resumed} already done" if self.resumed else "")
         nospec = f"; {len(self.no_spec)} entry kernels without a spec" if self.no_spec else ""
