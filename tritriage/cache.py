@@ -60,18 +60,11 @@ def sandbox_digest() -> str:
 def source_digest(kernel: "Kernel", inventory: "Inventory | None", root: str | Path | None = None,
                   by_id: Mapping[str, "Kernel"] | None = None) -> str:
     """Hash of the kernel's source and of every jit helper it reaches."""
+    from tritriage.model import reachable
+
     if by_id is None:
         by_id = inventory.by_id() if inventory is not None else {}
-    seen: set[str] = set()
-    todo = [kernel]
-    parts = []
-    while todo:
-        k = todo.pop()
-        if k.id in seen:
-            continue
-        seen.add(k.id)
-        parts.append(f"{k.id}={k.source_hash or _hash_lines(root, k)}")
-        todo.extend(by_id[c] for c in k.calls if c in by_id)
+    parts = [f"{k.id}={k.source_hash or _hash_lines(root, k)}" for k in reachable(kernel, by_id)]
     return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()
 
 

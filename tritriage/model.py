@@ -144,6 +144,20 @@ class Inventory(Record):
         return {k.id: k for k in self.kernels}
 
 
+def reachable(kernel: Kernel, by_id: dict[str, Kernel]) -> list[Kernel]:
+    """``kernel`` and every jit helper it reaches through calls, each once."""
+    seen: set[str] = set()
+    out, todo = [], [kernel]
+    while todo:
+        k = todo.pop()
+        if k.id in seen:
+            continue
+        seen.add(k.id)
+        out.append(k)
+        todo.extend(by_id[c] for c in k.calls if c in by_id)
+    return out
+
+
 # --------------------------------------------------------------------------
 # collect: specs
 

@@ -85,9 +85,6 @@ class Job:
     artifacts_dir: str | None = None
     cache_key: str = ""
     id: int = 0
-    # A first, shorter time budget (the hang policy, compile/scan.py); None:
-    # the settings' timeout.
-    timeout: float | None = None
     # "frontend": a spec check, worded for a verdict (worker.check_job).
     stop_after: str | None = None
     # stage -> (seconds, why): the hang policy's budget per stage
@@ -103,7 +100,7 @@ class Job:
             "qualname": self.kernel.qualname,
             "spec": self.spec.to_dict(),
             "arch": settings.arch,
-            "timeout": self.timeout or settings.timeout,
+            "timeout": settings.timeout,
             "memory_mb": settings.memory_mb,
             "binary": dict(settings.binary),
             "adapter": settings.adapter,

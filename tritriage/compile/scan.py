@@ -37,7 +37,7 @@ from tritriage.compile.pool import Job, Settings, WorkerPool, WorkerStartError
 from tritriage.compile.environment import EnvReport, check_environment, doctor_lines, git_commit, require
 from tritriage.errors import UserError
 from tritriage.model import (DEFAULT_ARCH, HANG_SUSPECTED, OUTCOMES, PASSES, STAGES, CompileResult, Diagnosis,
-                             Inventory, Kernel, Spec)
+                             Inventory, Kernel, Spec, reachable)
 from tritriage.select import one_id, run_of, shard_plan
 from tritriage.store import Store, StoredResult
 
@@ -579,9 +579,8 @@ def _compile_hints(store: Store, run_id: int, todo: list, settings: Settings, jo
     return n
 
 
-def _record(store, run_id, result, key, checkout, settings, summary, on_result, spec=None, timeout=None) -> None:
-    result, _ = record(store, run_id, result, spec=spec, key=key, checkout=checkout, settings=settings,
-                       timeout=timeout)
+def _record(store, run_id, result, key, checkout, settings, summary, on_result, spec=None) -> None:
+    result, _ = record(store, run_id, result, spec=spec, key=key, checkout=checkout, settings=settings)
     if key:
         summary.compiled.append((result.kernel, result.spec))
         summary.compiler_seconds += result.compiler_seconds
@@ -591,15 +590,7 @@ def _record(store, run_id, result, key, checkout, settings, summary, on_result, 
 
 
 def _source_lines(kernel: Kernel, by_id: dict) -> int:
-    seen, todo, n = set(), [kernel], 0
-    while todo:
-        k = todo.pop()
-        if k.id in seen:
-            continue
-        seen.add(k.id)
-        n += max(1, k.end_line - k.line + 1)
-        todo.extend(by_id[c] for c in k.calls if c in by_id)
-    return n
+    return sum(max(1, k.end_line - k.line + 1) for k in reachable(kernel, by_id))
 
 
 def _tally(store: Store, summary: ScanSummary) -> None:
@@ -677,7 +668,8 @@ def _plugin_record(inventory: Inventory, plugin: str | Path) -> dict:
     from tritriage.specs.catalog import checkout_project
 
     version = next((v for v in (checkout_version(root, p) for p in packages) if v), "") or checkout_project(root)[1]
-    return {"root": str(root), "version": version, "project": checkout_project(root)[0] or None, "packages": packages, "assignments": len(found),
+    return {"root": str(root), "version": version, "project": checkout_project(root)[0] or None,
+            "packages": packages, "assignments": len(found),
             "replaced": {kid: {"by": r.by, "file": r.file, "line": r.line}
                          for kid, r in replaced_kernels(inventory.kernels, found).items()}}
 
