@@ -76,8 +76,8 @@ def bench_vllm(version: str, src: Path, jobs: int | None, home: Path) -> None:
               f"with a spec: {first.entries - len(first.no_spec) - len(first.not_used)}, "
               f"kernel/spec pairs: {first.pairs}")
         print(first.line())
-        print(f"cold scan wall time: {wall:.1f} s, of which discovery and specs {first.prepare_seconds:.1f} s; "
-              f"the orchestrating process used {cpu:.1f} s of CPU")
+        print(f"cold scan wall time: {wall:.1f} s; discovery and spec inference {first.prepare_seconds:.1f} s "
+              f"(specs inferred while the first compiles run); the orchestrating process used {cpu:.1f} s of CPU")
         print_stage_times([r.result for r in results])
 
         def stage_seconds(rs) -> float:

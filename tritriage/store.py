@@ -590,8 +590,10 @@ class Store:
                               (key, str(checkout), time.time(), blob))
 
     @contextmanager
-    def transaction(self):
-        """Group many ``add_result`` calls into one commit (cache copies)."""
+    def transaction(self, keep: bool = False):
+        """Group many ``add_result`` calls into one commit (cache copies).
+        ``keep``: commit what was written even when the block is interrupted
+        (a scan's results are each valid on their own)."""
         if self._in_tx:
             yield
             return
@@ -600,7 +602,7 @@ class Store:
         try:
             yield
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("COMMIT" if keep else "ROLLBACK")
             raise
         else:
             self.conn.execute("COMMIT")

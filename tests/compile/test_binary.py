@@ -231,3 +231,28 @@ def test_a_kernel_that_fails_only_for_fp8_gets_a_hint_naming_the_dtype(tmp_path,
         (h,) = kv.hints
         assert h.found and h.change == {"x_ptr": "*bf16"}
         assert "bf16 in place of fp8" in h.text and "that is the gap, not the kernel" in h.text
+
+
+def test_bishengir_is_asked_for_its_options_once_per_worker_not_per_compile(tmp_path, monkeypatch):
+    # triton-ascend runs `bishengir-compile --help` two or three times per
+    # compile to choose its options; a worker asks once and its compiles reuse
+    # the answer.  A shim in front of the real bishengir-compile logs the calls.
+    monkeypatch.setenv("TRITRIAGE_HOME", str(tmp_path / "home"))
+    log = tmp_path / "calls.log"
+    shim = tmp_path / "bin" / "bishengir-compile"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{binary_plan()["bishengir"]}" "$@"\n')
+    shim.chmod(0o755)
+
+    def three(kernel, inventory, root):
+        return [Spec(kernel=kernel.id, name=f"small{i}", source="catalog", signature=s.signature,
+                     constexprs={"BLOCK": SMALL >> i})
+                for s in tile_specs(kernel, inventory, root) if s.constexprs["BLOCK"] == SMALL for i in range(3)]
+
+    with Store.open() as store:
+        summary = run_scan(TILES, store=store, specs_fn=three, jobs=1, timeout=60, bishengir=str(shim))
+        outcomes = [r.outcome for r in store.results(summary.run_id)]
+    assert outcomes == ["passed-to-binary"] * 3
+    calls = log.read_text().splitlines()
+    assert calls.count("--help") == 1, calls
+    assert sum(1 for c in calls if "kernel.ttadapter.mlir" in c) == 3, "each compile ran bishengir-compile"

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -264,6 +265,23 @@ def test_interrupted_scan_resumes_where_it_stopped(store):
     assert not {k for k, _ in summary.compiled} & set(seen), "finished pairs are not compiled again"
     assert store.run(run.id).status == "complete"
     assert len(store.results(run.id)) == 5
+
+
+def test_compiles_start_while_later_kernels_specs_are_still_being_inferred(store):
+    # Spec inference of a large checkout takes seconds: the first kernels'
+    # compiles do not wait for the last kernel's specs.
+    events = []
+
+    def slow_specs(kernel, inventory, root):
+        if events:
+            time.sleep(1.0)  # inference of a kernel with many launch sites
+        events.append("specs")
+        return fixture_specs(kernel, inventory, root)
+
+    summary = scan(store, specs_fn=slow_specs, jobs=1, on_result=lambda r: events.append("result"))
+    assert len(summary.compiled) == 5
+    last_specs = len(events) - 1 - events[::-1].index("specs")
+    assert "result" in events[:last_specs], events
 
 
 def test_unchanged_kernels_come_from_the_cache(store, tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tritriage.compile.scan import run_scan
+from tritriage.compile.scan import NullProgress, run_scan
 from tritriage.model import Spec
 from tritriage.store import Store
 from testkit import fixture_specs, real_adapter  # noqa: E402 - shared test helpers
@@ -161,10 +161,11 @@ def worker_pids(parent: int) -> list[int]:
     return pids
 
 
-class KillingProgress:
+class KillingProgress(NullProgress):
     """Kills the compile worker shortly after the chosen jobs were sent to it."""
 
     def __init__(self, at: set[int]):
+        super().__init__()
         self.at, self.n, self.kills = at, 0, 0
 
     def __call__(self, total):

@@ -28,6 +28,10 @@ class RichProgress:
         self.task = self.progress.add_task("scan", total=total, passed=0, failed=0, other=0, current="")
         self.progress.start()
 
+    def expect(self, total: int) -> None:
+        if not self.quiet:
+            self.progress.update(self.task, total=total)
+
     def started(self, job: Job) -> None:
         if self.quiet:
             return

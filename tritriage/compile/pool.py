@@ -2,7 +2,9 @@
 
 ``WorkerPool`` starts N compile workers (``worker.py``) in the interpreter the
 user chose, feeds them ``Job``s from a queue (one thread per worker) and yields
-``(job, CompileResult)`` as results come in, in completion order.  A worker
+``(job, CompileResult)`` as results come in, in completion order: ``run`` for
+a list of jobs, ``feed`` for jobs that keep coming while earlier ones compile
+(a scan infers each kernel's specs while the kernels before it compile).  A worker
 that dies (the server itself, not a compile child, which the worker handles)
 is restarted and its job recorded as a crash, so one bad compile never stops a
 scan.
@@ -281,44 +283,30 @@ class WorkerPool:
         self.close(kill=exc[0] is not None)
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, CompileResult]]:
-        todo: queue.Queue = queue.Queue()
+        """Compile ``jobs`` in the order given; results in completion order."""
         jobs = list(jobs)
-        for job in jobs:
-            todo.put(job)
         if not jobs:
             return
-        self._stop.clear()
-        done: queue.Queue = queue.Queue()
-        threads = [threading.Thread(target=self._feed, args=(todo, done), daemon=True)
-                   for _ in range(min(self.size, len(jobs)))]
-        for t in threads:
-            t.start()
-        finished = 0
+        feed = self.feed()
         try:
-            while finished < len(threads):
-                item = done.get()
-                if item is _DONE:
-                    finished += 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield item
+            for job in jobs:
+                feed.put(job)
+            feed.close()
+            yield from feed.results()
         finally:
-            self._stop.set()
-            # Drain so feeding threads blocked on nothing can end.
-            while True:
-                try:
-                    todo.get_nowait()
-                except queue.Empty:
-                    break
+            feed.stop()
 
-    def _feed(self, todo: queue.Queue, done: queue.Queue) -> None:
+    def feed(self) -> "Feed":
+        """A queue that takes jobs while earlier ones compile (a scan submits
+        each kernel's pairs as soon as their specs are inferred)."""
+        return Feed(self)
+
+    def _feed(self, todo: queue.PriorityQueue, done: queue.Queue) -> None:
         worker: WorkerProcess | None = None
         try:
             while not self._stop.is_set():
-                try:
-                    job = todo.get_nowait()
-                except queue.Empty:
+                job = todo.get()[-1]
+                if job is None:
                     break
                 if worker is None:
                     try:
@@ -405,6 +393,84 @@ class WorkerPool:
             workers, self._workers, self._idle = self._workers, [], []
         for w in workers:
             w.close(kill=kill)
+
+
+# Orders the queue: a job's priority, then the order it came in; the end
+# marker sorts after every job, so workers finish what was submitted first.
+_END = (float("inf"),)
+
+
+class Feed:
+    """Jobs go in with ``put`` while earlier ones compile; ``ready`` takes the
+    results finished so far without waiting, ``results`` (after ``close``)
+    waits for the rest.  Among queued jobs, the lowest ``priority`` goes first.
+    One thread per worker; a worker starts with its thread's first job, so a
+    scan whose pairs all come from the cache starts none."""
+
+    def __init__(self, pool: WorkerPool):
+        self.pool = pool
+        self.todo: queue.PriorityQueue = queue.PriorityQueue()
+        self.done: queue.Queue = queue.Queue()
+        self.threads: list[threading.Thread] = []
+        self.seq = 0
+        self.pending = 0  # submitted, result not yet handed out
+        self.ended = 0  # threads gone
+        self.closed = False
+
+    def put(self, job: Job, priority: tuple = ()) -> None:
+        if not self.threads:
+            self.pool._stop.clear()
+            self.threads = [threading.Thread(target=self.pool._feed, args=(self.todo, self.done), daemon=True)
+                            for _ in range(self.pool.size)]
+            for t in self.threads:
+                t.start()
+        self.seq += 1
+        self.pending += 1
+        self.todo.put((tuple(priority), self.seq, job))
+
+    def close(self) -> None:
+        """No more jobs: each thread ends once the queue is empty."""
+        self.closed = True
+        for _ in self.threads:
+            self.seq += 1
+            self.todo.put((_END, self.seq, None))
+
+    def ready(self) -> list[tuple[Job, CompileResult]]:
+        out = []
+        while self.pending:
+            try:
+                item = self.done.get_nowait()
+            except queue.Empty:
+                break
+            self._take(item, out)
+        return out
+
+    def results(self) -> Iterator[tuple[Job, CompileResult]]:
+        while self.pending and self.ended < len(self.threads):
+            out: list = []
+            self._take(self.done.get(), out)
+            yield from out
+
+    def _take(self, item, out: list) -> None:
+        if item is _DONE:
+            self.ended += 1
+            return
+        if isinstance(item, BaseException):
+            raise item
+        self.pending -= 1
+        out.append(item)
+
+    def stop(self) -> None:
+        """Whatever is still queued is dropped; threads end after their current job."""
+        self.pool._stop.set()
+        while True:
+            try:
+                self.todo.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self.threads:
+            self.seq += 1
+            self.todo.put((_END, self.seq, None))
 
 
 class WorkerStartError(Exception):

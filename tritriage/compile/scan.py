@@ -20,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import itertools
 import os
 import signal
 import socket
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -52,6 +54,10 @@ class NullProgress:
     def __init__(self, total: int = 0):
         self.total = total
 
+    def expect(self, total: int) -> None:
+        """The number of pairs to come, known better now (specs are inferred as the scan goes)."""
+        self.total = total
+
     def started(self, job: Job) -> None:
         pass
 
@@ -61,6 +67,10 @@ class NullProgress:
     def stop(self) -> None:
         pass
 
+
+# How often a scan commits the cache copies and results it has taken (an
+# interrupted scan keeps what was committed).
+COMMIT_EVERY = 0.25
 
 # Called with the number of compiles to come; returns a NullProgress-like object.
 ProgressFactory = Callable[[int], NullProgress]
@@ -139,13 +149,43 @@ def _call_specs(fn: SpecsFn, kernel: Kernel, inventory: Inventory, root: Path,
     return list(fn(kernel, inventory, root))
 
 
+class Specs:
+    """Each entry kernel's specs (or why it has none), inferred when first
+    asked for.  A scan asks in the order it compiles, so the first compiles
+    run while later kernels' specs are still being inferred, and kernels it
+    does not compile (vendor-only) are never inferred."""
+
+    def __init__(self, fn: SpecsFn, inventory: Inventory, root: Path, catalog_dirs: Sequence[str | Path],
+                 known: Mapping[str, tuple[tuple[Spec, ...], str]] | None = None):
+        self.fn, self.inventory, self.root, self.catalog_dirs = fn, inventory, root, catalog_dirs
+        self.known: dict[str, tuple[tuple[Spec, ...], str]] = dict(known or {})
+        self.inferred = 0  # kernels inferred by this object (not from the prepared cache)
+        self.seconds = 0.0  # spent inferring them
+
+    def get(self, kernel: Kernel) -> tuple[tuple[Spec, ...], str]:
+        got = self.known.get(kernel.id)
+        if got is None:
+            t0 = time.time()
+            try:
+                got = (tuple(_call_specs(self.fn, kernel, self.inventory, self.root, self.catalog_dirs)), "")
+            except UserError:
+                raise
+            except Exception as e:  # noqa: BLE001 - one kernel's spec trouble is that kernel's result
+                got = ((), f"{type(e).__name__}: {e}")
+            self.known[kernel.id] = got
+            self.inferred += 1
+            self.seconds += time.time() - t0
+        return got
+
+
 def _prepare(root: str | Path, specs_fn: SpecsFn | None, catalog_dirs: Sequence[str | Path], store: Store,
              use_cache: bool, entry_filter: Sequence[str] | None, inventory: Inventory | None = None):
-    """The checkout's inventory and each entry kernel's specs (or why it has none).
+    """The checkout's inventory, its kernels' ``Specs``, and the key to keep
+    them under (``_keep_prepared``), None when they are not to be kept.
 
     Discovery and spec inference take tens of seconds on a large checkout, so
     when tritriage's own spec source is used their answer is kept in the store
-    under ``_prepared_key`` and reused while nothing they read has changed.
+    under ``prepared_key`` and reused while nothing they read has changed.
     """
     from tritriage.discover.inventory import check_root, discover
 
@@ -158,23 +198,15 @@ def _prepare(root: str | Path, specs_fn: SpecsFn | None, catalog_dirs: Sequence[
     if key is not None:
         data = store.prepared(key)
         if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Inventory):
-            return data
+            return data[0], Specs(specs_fn, data[0], root_path, catalog_dirs, known=data[1]), key
     if inventory is None:
         inventory = discover(root_path)
-    entries = [k for k in inventory.kernels if k.kind == "entry"]
-    if entry_filter:
-        entries = _filter_kernels(inventory, entries, entry_filter)
-    specs: dict[str, tuple[tuple[Spec, ...], str]] = {}
-    for k in entries:
-        try:
-            specs[k.id] = (tuple(_call_specs(specs_fn, k, inventory, root_path, catalog_dirs)), "")
-        except UserError:
-            raise
-        except Exception as e:  # noqa: BLE001 - one kernel's spec trouble is that kernel's result
-            specs[k.id] = ((), f"{type(e).__name__}: {e}")
-    if key is not None:
-        store.put_prepared(key, str(root_path), (inventory, specs))
-    return inventory, specs
+    return inventory, Specs(specs_fn, inventory, root_path, catalog_dirs), key
+
+
+def _keep_prepared(store: Store, key: str | None, specs: Specs) -> None:
+    if key is not None and specs.inferred:
+        store.put_prepared(key, str(specs.root), (specs.inventory, specs.known))
 
 
 def _settings(env: EnvReport, *, python: str, arch: str, timeout: float, memory_mb: int | None,
@@ -257,7 +289,8 @@ def run_scan(
     summary = ScanSummary(run_id=0, checkout=str(root))
     try:
         t_prepare = time.time()
-        inventory, specs = _prepare(root, specs_fn, catalog_dirs, store, use_cache, kernels_filter, inventory)
+        inventory, specs, prepared = _prepare(root, specs_fn, catalog_dirs, store, use_cache, kernels_filter,
+                                              inventory)
         summary.prepare_seconds = time.time() - t_prepare
         checkout = inventory.root
         summary.checkout = checkout
@@ -267,79 +300,87 @@ def run_scan(
             entries = _filter_kernels(inventory, entries, kernels_filter)
         summary.entries = len(entries)
 
-        # A spec problem is a result too, stored like any other.
-        candidates: list[tuple[Kernel, Spec | None, str]] = []
-        # Vendor-only kernels are not Ascend's problem: listed, not compiled,
-        # unless asked for (by name, or all of them).
+        # Vendor-only kernels are not Ascend's problem: listed, not compiled
+        # (nor their specs inferred), unless asked for (by name, or all of them).
         skip_vendor = not all_platforms and not kernels_filter
+        todo: list[Kernel] = []
         for k in entries:
             if skip_vendor and k.platform_only:
                 summary.not_used.append(k.id)
-                continue
-            kspecs, problem = specs.get(k.id, ((), ""))
-            if problem or not kspecs:
-                candidates.append((k, None, problem))
-            candidates.extend((k, s, "") for s in kspecs)
-        mine = None
-        if shard:
-            plan = shard_plan([(k.id, s.name if s else "default") for k, s, _ in candidates], shard[1], shard_times)
-            mine = {p for p, owner in plan.items() if owner == shard[0]}
-        pairs: list[tuple[Kernel, Spec | None, str]] = []
-        for k, s, problem in candidates:
-            if mine is not None and (k.id, s.name if s else "default") not in mine:
-                continue
-            if s is None and not problem:
-                summary.no_spec.append(k.id)
             else:
-                pairs.append((k, s, problem))
-
+                todo.append(k)
         run_id, done = _open_run(store, checkout, settings, env, resume, argv, inventory, catalog_dirs, shard,
                                  plugin)
         summary.run_id = run_id
-        summary.resumed = sum(1 for k, s, _ in pairs if (k.id, s.name if s else "default") in done)
+
+        # Slowest known compiles first, so that no long one ends the run alone;
+        # never compiled, the longest source first (kernel and helpers: what the
+        # adapter and bishengir chew on).  Kernels are taken, and their specs
+        # inferred, in that order, and the pool's queue keeps it among the
+        # pairs waiting for a worker.
+        by_id = inventory.by_id()
+        took = store.compile_seconds()
+        slowest: dict[str, float] = {}
+        for (kid, _), secs in took.items():
+            slowest[kid] = max(secs, slowest.get(kid, 0.0))
+        size = {k.id: _source_lines(k, by_id) for k in todo}
+        todo.sort(key=lambda k: (-slowest.get(k.id, 0.0), -size[k.id]))
+
+        def pairs_of(k: Kernel) -> list[tuple[Kernel, Spec | None, str]]:
+            kspecs, problem = specs.get(k)
+            return [(k, s, "") for s in kspecs] if kspecs and not problem else [(k, None, problem)]
+
+        mine = None
+        if shard:
+            # The split is over every pair: all specs first.
+            plan = shard_plan([(k.id, s.name if s else "default") for k in todo for _, s, _ in pairs_of(k)],
+                              shard[1], shard_times)
+            mine = {p for p, owner in plan.items() if owner == shard[0]}
 
         compile_ver = env.compiler_version
-        by_id = inventory.by_id()
-        jobs_todo: list[Job] = []
-        progress = (progress_factory or NullProgress)(len(pairs) - summary.resumed)
+        progress = (progress_factory or NullProgress)(len(todo))
+        compiles = _Compiles(settings, jobs, store, run_id, checkout, summary, progress, on_result, hang_budget)
+
+        def take(k: Kernel, s: Spec | None, problem: str) -> None:
+            """One pair: already done, a spec error, a cache copy, or a job."""
+            name = s.name if s is not None else "default"
+            if (k.id, name) in done:
+                summary.resumed += 1
+            elif s is None:
+                result = CompileResult(kernel=k.id, spec=name, outcome="spec-error", error=problem)
+                _record(store, run_id, result, "", checkout, settings, summary, on_result)
+                progress.add(result)
+            else:
+                key = compile_key(k, s, inventory, settings.cache_fields(), compile_ver, checkout, by_id=by_id)
+                outcome = _copy_cached(store, run_id, k, s, key, checkout, settings) if use_cache else None
+                if outcome is not None:
+                    summary.cached += 1
+                    progress.add(CompileResult(kernel=k.id, spec=name, outcome=outcome))
+                    return
+                job = Job(kernel=k, spec=s, checkout=checkout, cache_key=key, id=next(sent),
+                          artifacts_dir=str(store.artifacts_dir(run_id, k.id, name)))
+                compiles.put(job, (-took.get((k.id, name), 0.0), -size[k.id]))
+
+        known = len(todo)  # pairs to come as far as known: one per kernel until its specs are
+        sent = itertools.count()
         try:
-            with store.transaction():  # cache copies: one commit, not hundreds
-                for k, s, spec_problem in pairs:
-                    name = s.name if s is not None else "default"
-                    if (k.id, name) in done:
-                        continue
-                    if s is None:
-                        result = CompileResult(kernel=k.id, spec=name, outcome="spec-error", error=spec_problem)
-                        _record(store, run_id, result, "", checkout, settings, summary, on_result)
-                        progress.add(result)
-                        continue
-                    key = compile_key(k, s, inventory, settings.cache_fields(), compile_ver, checkout, by_id=by_id)
-                    if use_cache:
-                        hit = store.copy_cached(key, run_id, s, timeout=settings.timeout,
-                                                memory_mb=settings.memory_mb)
-                        if hit is not None:
-                            outcome, classified_by = hit
-                            if outcome not in PASSES and classified_by != classifier_version():
-                                # The rules changed since: classify the copy again.
-                                copy = store.result(run_id, k.id, name)
-                                result, _ = record(store, run_id, copy.result, spec=s, key=key, checkout=checkout,
-                                                   settings=settings, cached_from=copy.cached_from)
-                                outcome = result.outcome
-                            summary.cached += 1
-                            progress.add(CompileResult(kernel=k.id, spec=name, outcome=outcome))
-                            continue
-                    jobs_todo.append(Job(kernel=k, spec=s, checkout=checkout, cache_key=key, id=len(jobs_todo),
-                                         artifacts_dir=str(store.artifacts_dir(run_id, k.id, name))))
-            if jobs_todo:
-                # Slowest known compiles first, so that no long one ends the run
-                # alone; never compiled, the longest source first (kernel and
-                # helpers: what the adapter and bishengir chew on).
-                took = store.compile_seconds()
-                size = {k.id: _source_lines(k, by_id) for k in entries}
-                jobs_todo.sort(key=lambda j: (-took.get((j.kernel.id, j.spec.name), 0.0), -size.get(j.kernel.id, 0)))
-                _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progress, on_result,
-                         hang_budget=hang_budget)
+            with closing(_committed_every(store, todo)) as kernels:
+                for k in kernels:
+                    ours = [(k, s, problem) for k, s, problem in pairs_of(k)
+                            if mine is None or (k.id, s.name if s else "default") in mine]
+                    for k, s, problem in ours:
+                        if s is None and not problem:
+                            summary.no_spec.append(k.id)
+                        else:
+                            take(k, s, problem)
+                    known += sum(1 for _, s, problem in ours if s is not None or problem) - 1
+                    progress.expect(known - summary.resumed)
+                    compiles.take()
+            summary.prepare_seconds += specs.seconds
+            _keep_prepared(store, prepared, specs)
+            compiles.finish()
         finally:
+            compiles.close()
             progress.stop()
         if reference:
             _cross_check(store, run_id, inventory, python, jobs, say)
@@ -391,39 +432,113 @@ def _cross_check(store: Store, run_id: int, inventory: Inventory, python: str, j
                    cached_from=r.cached_from, reference_decided=True)
 
 
-def _compile(jobs_todo, settings, jobs, store, run_id, checkout, summary, progress, on_result,
-             hang_budget: float = 0.0) -> None:
-    policy = HangPolicy(store.stage_seconds(), settings.timeout)
-    pool = WorkerPool(settings, jobs)
-    pool.on_start = progress.started
-    pool.budgets = policy.budgets
-    suspects = []
-    try:
-        for job, result in pool.run(jobs_todo):
-            policy.observe(result)
-            if result.outcome == "timeout" and HANG_SUSPECTED in result.error:
-                suspects.append(job)
-                result = dataclasses.replace(result, error=result.error + (
-                    f"\n\n[tritriage] `tritriage rerun --kernel {job.kernel.id}` waits the full "
-                    f"{settings.timeout:g} s"))
-            _record(store, run_id, result, job.cache_key, checkout, settings, summary, on_result, spec=job.spec)
-            progress.add(result, job)
-        # Confirm suspected hangs with the full timeout, as far as the budget allows.
+class _Compiles:
+    """A scan's compiles: jobs go in as their specs become known, each result
+    is recorded the moment it is taken, and suspected hangs are retried with
+    the full timeout at the end as far as ``hang_budget`` allows.  Workers and
+    the hang policy's history are set up with the first job, so a scan served
+    from the cache starts no worker."""
+
+    def __init__(self, settings: Settings, jobs: int | None, store: Store, run_id: int, checkout: str,
+                 summary: ScanSummary, progress: NullProgress, on_result, hang_budget: float):
+        self.settings, self.jobs, self.store, self.run_id = settings, jobs, store, run_id
+        self.checkout, self.summary, self.progress, self.on_result = checkout, summary, progress, on_result
+        self.hang_budget = hang_budget
+        self.pool: WorkerPool | None = None
+        self.feed = None
+        self.policy: HangPolicy | None = None
+        self.suspects: list[Job] = []
+
+    def put(self, job: Job, priority: tuple) -> None:
+        if self.pool is None:
+            self.policy = HangPolicy(self.store.stage_seconds(), self.settings.timeout)
+            self.pool = WorkerPool(self.settings, self.jobs)
+            self.pool.on_start = self.progress.started
+            self.pool.budgets = self.policy.budgets
+            self.feed = self.pool.feed()
+        self.feed.put(job, priority)
+
+    def take(self) -> None:
+        """Record the results finished so far, without waiting."""
+        if self.feed is not None:
+            for job, result in self._guard(self.feed.ready):
+                self._take(job, result)
+
+    def finish(self) -> None:
+        """Wait for the rest, then confirm suspected hangs."""
+        if self.feed is None:
+            return
+        self.feed.close()
+        self._guard(lambda: [self._take(job, result) for job, result in self.feed.results()])
+        pool = self.pool
         pool.budgets = None
-        slots = max(1, jobs or os.cpu_count() or 1)
-        n = int(hang_budget // max(settings.timeout, 1.0)) * slots  # each round of `slots` costs a timeout
-        confirm = [dataclasses.replace(j, stage_budgets=None) for j in suspects[:n]]
-        for job, result in pool.run(confirm):
-            record(store, run_id, result, spec=job.spec, key=job.cache_key, checkout=checkout, settings=settings)
-        summary.hangs_confirmed += len(confirm)
-        summary.hangs_suspected += len(suspects)
-    except WorkerStartError as e:
-        raise UserError(str(e)) from None
-    finally:
+        slots = max(1, self.jobs or os.cpu_count() or 1)
+        n = int(self.hang_budget // max(self.settings.timeout, 1.0)) * slots  # a round of `slots` costs a timeout
+        confirm = [dataclasses.replace(j, stage_budgets=None) for j in self.suspects[:n]]
+        for job, result in self._guard(lambda: list(pool.run(confirm))):
+            record(self.store, self.run_id, result, spec=job.spec, key=job.cache_key, checkout=self.checkout,
+                   settings=self.settings)
+        self.summary.hangs_confirmed += len(confirm)
+        self.summary.hangs_suspected += len(self.suspects)
+
+    def _take(self, job: Job, result: CompileResult) -> None:
+        self.policy.observe(result)
+        if result.outcome == "timeout" and HANG_SUSPECTED in result.error:
+            self.suspects.append(job)
+            result = dataclasses.replace(result, error=result.error + (
+                f"\n\n[tritriage] `tritriage rerun --kernel {job.kernel.id}` waits the full "
+                f"{self.settings.timeout:g} s"))
+        _record(self.store, self.run_id, result, job.cache_key, self.checkout, self.settings, self.summary,
+                self.on_result, spec=job.spec)
+        self.progress.add(result, job)
+
+    @staticmethod
+    def _guard(fn):
+        try:
+            return fn()
+        except WorkerStartError as e:
+            raise UserError(str(e)) from None
+
+    def close(self) -> None:
+        if self.pool is None:
+            return
+        self.feed.stop()
         # Ctrl-C or not, no worker or compile child outlives the scan.
-        pool.close(kill=True)
+        self.pool.close(kill=True)
         # The run record says what the verdicts went through.
-        store.note(run_id, workers_lost=pool.restarts, compiles_retried=pool.retried)
+        self.store.note(self.run_id, workers_lost=self.pool.restarts, compiles_retried=self.pool.retried)
+
+
+def _committed_every(store: Store, items, seconds: float = COMMIT_EVERY):
+    """``items``, handled in transactions of about ``seconds`` each: the cache
+    copies of a re-scan in a few commits, not hundreds, while an interrupted
+    scan keeps them all (the consumer closes this generator)."""
+    it = iter(items)
+    while True:
+        until = time.time() + seconds
+        with store.transaction(keep=True):
+            for item in it:
+                yield item
+                if time.time() > until:
+                    break
+            else:
+                return
+
+
+def _copy_cached(store: Store, run_id: int, k: Kernel, s: Spec, key: str, checkout: str,
+                 settings: Settings) -> str | None:
+    """Copy a cached result of the same compile into the run; its outcome, None on a miss."""
+    hit = store.copy_cached(key, run_id, s, timeout=settings.timeout, memory_mb=settings.memory_mb)
+    if hit is None:
+        return None
+    outcome, classified_by = hit
+    if outcome not in PASSES and classified_by != classifier_version():
+        # The rules changed since: classify the copy again.
+        copy = store.result(run_id, k.id, s.name)
+        result, _ = record(store, run_id, copy.result, spec=s, key=key, checkout=checkout, settings=settings,
+                           cached_from=copy.cached_from)
+        outcome = result.outcome
+    return outcome
 
 
 def record(store: Store, run_id: int, result: CompileResult, *, spec: Spec | None, key: str | None,

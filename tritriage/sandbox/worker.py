@@ -712,6 +712,8 @@ class Server:
         self.reap()
         self.preload()
         self.warm_loader(job)
+        if (job.get("binary") or {}).get("bishengir"):
+            stages.remember_help(job["binary"]["bishengir"])
         # Under the directory the tool made for this worker, which the tool
         # removes when the worker ends, however it ends.
         workdir = tempfile.mkdtemp(prefix="job-", dir=os.environ.get("TRITRIAGE_JOBS_DIR") or None)
