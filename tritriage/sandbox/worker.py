@@ -661,6 +661,11 @@ class Server:
         self.to_parse: dict[str, set[str]] = {}  # checkout -> files its compiles parsed
         self.parsed: dict[str, set[str]] = {}
         self.zombies: list[int] = []  # finished children not reaped yet
+        self.litter: list[str] = []  # work dirs of the compile just answered
+
+    def tidy(self) -> None:
+        while self.litter:
+            shutil.rmtree(self.litter.pop(), ignore_errors=True)
 
     def reap(self) -> None:
         for pid in list(self.zombies):
@@ -855,32 +860,30 @@ class Server:
                              compiler_seconds=sum(s.seconds for s in out), signal=sig)
 
     def compile(self, job: dict) -> CompileResult:
+        """The job's result; its work dirs are left for ``tidy`` (after the
+        result is sent: the tool is waiting for it)."""
         result, workdir = self.attempt(job)
-        workdirs = [workdir]
-        try:
-            if result.signal is None or not job.get("retry_crashes", True):
-                return self._finish(job, result, workdir)
-            # triton-adapter-opt crashes now and then on identical input: a
-            # crash is a verdict only if it happens again.
-            first, first_dir = result, workdir
-            result, workdir = self.attempt(job)
-            workdirs.append(workdir)
-            if (result.outcome, result.signal, result.failed_stage) == \
-                    (first.outcome, first.signal, first.failed_stage):
-                result = _replace(result, log=result.log + "\n\n[tritriage] the crash reproduced on retry\n")
-                return self._finish(job, result, workdir)
-            note = (f"\n\n===== first attempt: {first.outcome} at {first.failed_stage or '?'}"
-                    f" (signal {first.signal}), did not reproduce =====\n{first.error}\n{first.log}")
-            result = self._finish(job, _replace(result, flaky=True, log=result.log + note), workdir)
-            art = job.get("artifacts_dir")
-            if art:
-                os.makedirs(art, exist_ok=True)
-                _save_artifacts(art, first, first_dir, prefix="first-attempt.")
-                result = _replace(result, artifacts_dir=art)
-            return result
-        finally:
-            for w in workdirs:
-                shutil.rmtree(w, ignore_errors=True)
+        self.litter.append(workdir)
+        if result.signal is None or not job.get("retry_crashes", True):
+            return self._finish(job, result, workdir)
+        # triton-adapter-opt crashes now and then on identical input: a
+        # crash is a verdict only if it happens again.
+        first, first_dir = result, workdir
+        result, workdir = self.attempt(job)
+        self.litter.append(workdir)
+        if (result.outcome, result.signal, result.failed_stage) == \
+                (first.outcome, first.signal, first.failed_stage):
+            result = _replace(result, log=result.log + "\n\n[tritriage] the crash reproduced on retry\n")
+            return self._finish(job, result, workdir)
+        note = (f"\n\n===== first attempt: {first.outcome} at {first.failed_stage or '?'}"
+                f" (signal {first.signal}), did not reproduce =====\n{first.error}\n{first.log}")
+        result = self._finish(job, _replace(result, flaky=True, log=result.log + note), workdir)
+        art = job.get("artifacts_dir")
+        if art:
+            os.makedirs(art, exist_ok=True)
+            _save_artifacts(art, first, first_dir, prefix="first-attempt.")
+            result = _replace(result, artifacts_dir=art)
+        return result
 
     def _finish(self, job, result, workdir) -> CompileResult:
         art = job.get("artifacts_dir")
@@ -913,6 +916,7 @@ class Server:
                                            spec=(job.get("spec") or {}).get("name", "default"),
                                            outcome="crash", error="worker error:\n" + traceback.format_exc())
                 self.send({"op": "result", "id": job.get("id"), "result": result.to_dict()})
+                self.tidy()
             else:
                 self.send({"op": "error", "error": f"unknown op {op!r}"})
 

@@ -484,14 +484,16 @@ class CallerEnv:
     def _find_sentinels(self):
         """Parameters replaced under a test their default passes (``if x is None: x = ...``,
         ``if rope_dim == -1: rope_dim = ...``): the default is "not given", not a value."""
+        if not self.defaults:
+            return
         for node in ast.walk(self.fn):
             if not isinstance(node, ast.If):
                 continue
-            for name, line in self.defaults.items():
-                if not any(isinstance(b, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and any(
-                        isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
-                        for t in (b.targets if isinstance(b, ast.Assign) else [b.target]) for n in ast.walk(t))
-                        for b in node.body):
+            stored = {n.id for b in node.body if isinstance(b, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+                      for t in (b.targets if isinstance(b, ast.Assign) else [b.target]) for n in ast.walk(t)
+                      if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            for name in self.defaults:
+                if name not in stored:
                     continue
                 try:
                     default = ast.literal_eval(self.assigns[name][0][1])
