@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:
     from tritriage.model import Inventory, Kernel, Spec
@@ -98,25 +98,29 @@ def compile_key(kernel: "Kernel", spec: "Spec", inventory: "Inventory | None", s
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def prepared_key(root: Path, catalog_dirs: Sequence[str | Path]) -> str:
+def prepared_key(root: Path, catalog_dirs: Sequence[str | Path], inputs: str | None = None) -> str:
     """Changes whenever discovery or spec inference could give another answer:
-    a .py file of the checkout, a catalog, traced specs, or the code and data
-    of discovery and specs changed (file paths, sizes and modification times)."""
+    a .py file of the checkout (paths, sizes and modification times), or
+    anything ``specs_inputs_key`` covers (``inputs``, when already known)."""
     from tritriage.discover.inventory import iter_python_files
-    from tritriage.paths import data_dir
-    from tritriage.specs.catalog import PACKAGE_CATALOG
 
-    h = hashlib.sha256(b"tritriage-prepared-2\0")
-
-    def add(path: str, label: str) -> None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return
-        h.update(f"{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-
+    inputs = inputs or specs_inputs_key(root, catalog_dirs)
+    h = hashlib.sha256(b"tritriage-prepared-3\0" + inputs.encode())
     for abspath, rel in iter_python_files(root):
-        add(abspath, rel)
+        h.update(f"{rel}\0{_stamp(abspath)}\n".encode())
+    return h.hexdigest()
+
+
+def specs_inputs_key(root: Path, catalog_dirs: Sequence[str | Path]) -> str:
+    """What every kernel's specs depend on besides the files its inference
+    reads: the code and data of discovery and specs, the catalogs, traced
+    specs, the target part and the checkout's version (catalog entries are
+    per version)."""
+    from tritriage.paths import data_dir
+    from tritriage.specs.catalog import PACKAGE_CATALOG, checkout_version
+    from tritriage.specs.constexprs import target_part
+
+    h = hashlib.sha256(b"tritriage-specs-inputs-1\0")
     trees = [PACKAGE / "discover", PACKAGE / "specs", PACKAGE / "data", PACKAGE_CATALOG, data_dir() / "traced",
              *map(Path, catalog_dirs)]
     for tree in trees:
@@ -126,12 +130,23 @@ def prepared_key(root: Path, catalog_dirs: Sequence[str | Path]) -> str:
             for name in sorted(filenames):
                 if name.endswith((".py", ".yaml", ".yml", ".json")):
                     path = os.path.join(dirpath, name)
-                    add(path, path)
-    add(str(PACKAGE / "model.py"), "model.py")
-    from tritriage.specs.constexprs import target_part
-
-    h.update(f"part {target_part()}\n".encode())  # launch sites asking for core counts
+                    h.update(f"{path}\0{_stamp(path)}\n".encode())
+    h.update(f"model.py\0{_stamp(str(PACKAGE / 'model.py'))}\n".encode())
+    h.update(f"part {target_part()}\nversion {checkout_version(root)}\n".encode())
     return h.hexdigest()
+
+
+def _stamp(path: str) -> str:
+    """A file's size and modification time ("-" when it does not exist)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "-"
+    return f"{st.st_size}\0{st.st_mtime_ns}"
+
+
+def file_stamps(paths: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    return tuple((p, _stamp(p)) for p in sorted(paths))
 
 
 _CLASSIFIER_VERSION: str | None = None

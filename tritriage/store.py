@@ -581,6 +581,13 @@ class Store:
         except Exception:  # noqa: BLE001 - an unreadable entry is a miss
             return None
 
+    def prepared_for(self, checkout: str) -> Any:
+        """The checkout's latest ``put_prepared`` data, whatever its key (or None):
+        what a re-scan after an edit reuses kernel by kernel."""
+        row = self.conn.execute("SELECT key FROM prepared WHERE checkout=? ORDER BY created DESC LIMIT 1",
+                                (str(checkout),)).fetchone()
+        return self.prepared(row[0]) if row else None
+
     def put_prepared(self, key: str, checkout: str, data: Any) -> None:
         blob = zlib.compress(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL), 1)
         with self.transaction():

@@ -562,3 +562,38 @@ def test_kernels_an_ascend_host_never_uses_are_listed_not_compiled(store, tmp_pa
     assert view.totals.not_used_on_ascend == 1 and view.totals.passed == 1
     everything = run_scan(tmp_path, store=store, timeout=60, jobs=1, all_platforms=True)
     assert set(results(store, everything.run_id)) == {"k_amd", "k_common"} and not everything.not_used
+
+
+def test_after_an_edit_only_the_kernels_whose_inputs_changed_get_their_specs_inferred_again(store, tmp_path):
+    # Spec inference reads a kernel, its helpers, its launch sites and what
+    # they import: after an edit, a kernel whose inputs did not change keeps
+    # its specs, one whose launcher or imported constant changed is inferred
+    # again, and gets the new value.
+    kernel = ("import triton\nimport triton.language as tl\n{imports}\n@triton.jit\n"
+              "def {name}(x_ptr, BLOCK: tl.constexpr):\n"
+              "    offs = tl.arange(0, BLOCK)\n    tl.store(x_ptr + offs, tl.load(x_ptr + offs) * 2)\n\n"
+              "def launch(x):\n    {name}[(1,)](x, BLOCK={block})\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg/__init__.py").write_text("")
+    (tmp_path / "pkg/sizes.py").write_text("TILE = 128\n")
+    (tmp_path / "pkg/a.py").write_text(kernel.format(name="k_a", imports="from pkg.sizes import TILE\n",
+                                                     block="TILE"))
+    (tmp_path / "pkg/b.py").write_text(kernel.format(name="k_b", imports="", block="64"))
+
+    def block(summary):
+        return {r.kernel.rsplit(".", 1)[-1]: r.spec.constexprs["BLOCK"] for r in store.results(summary.run_id)}
+
+    first = run_scan(tmp_path, store=store, timeout=60, jobs=1)
+    assert block(first) == {"k_a": 128, "k_b": 64} and first.specs_inferred == 2
+
+    (tmp_path / "pkg/b.py").write_text(kernel.format(name="k_b", imports="", block="32"))
+    second = run_scan(tmp_path, store=store, timeout=60, jobs=1)
+    assert (second.specs_inferred, second.specs_reused) == (1, 1)
+    assert "specs of 1 kernels inferred again" in second.line()
+    assert block(second) == {"k_a": 128, "k_b": 32}
+    assert [k.rsplit(".", 1)[-1] for k, _ in second.compiled] == ["k_b"] and second.cached == 1
+
+    (tmp_path / "pkg/sizes.py").write_text("TILE = 256\n")
+    third = run_scan(tmp_path, store=store, timeout=60, jobs=1)
+    assert (third.specs_inferred, third.specs_reused) == (1, 1)
+    assert block(third) == {"k_a": 256, "k_b": 32}

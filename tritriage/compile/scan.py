@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from tritriage.cache import classifier_version, compile_key, prepared_key
+from tritriage.cache import classifier_version, compile_key, file_stamps, prepared_key, specs_inputs_key
 from tritriage.classify.verdict import SUSPECT_NOTE, describe, verdict
 from tritriage.compile.hangs import HangPolicy
 from tritriage.compile.pool import Job, Settings, WorkerPool, WorkerStartError
@@ -96,6 +96,8 @@ class ScanSummary:
     worker_seconds: float = 0.0  # summed wall time of those compiles, worker side
     interrupted: bool = False
     prepare_seconds: float = 0.0  # discovery and specs (or their cached answer)
+    specs_inferred: int = 0  # kernels whose specs were inferred by this call
+    specs_reused: int = 0  # of a changed checkout, kernels whose specs' inputs had not changed
     hints: "HintSummary | None" = None  # the hint search after the verdicts (``--hints N``)
     hangs_suspected: int = 0  # compiles past their first budget (the hang policy)
     hangs_confirmed: int = 0  # of them, retried with the full timeout
@@ -121,6 +123,9 @@ class ScanSummary:
         nospec = f"; {len(self.no_spec)} entry kernels without a spec" if self.no_spec else ""
         if self.not_used:
             nospec += f"; {len(self.not_used)} not used on Ascend, not compiled (--all-platforms compiles them)"
+        if self.specs_reused:
+            nospec += (f"; specs of {self.specs_inferred} kernels inferred again (their source, helpers or "
+                       f"launch sites changed), {self.specs_reused} kept")
         state = " (interrupted: run scan again to resume)" if self.interrupted else ""
         return (f"run #{self.run_id}: {self.pairs} kernel/spec pairs ({how}): {', '.join(parts)}{extra}"
                 f"{nospec} in {self.wall:.1f} s{state}")
@@ -153,29 +158,82 @@ class Specs:
     """Each entry kernel's specs (or why it has none), inferred when first
     asked for.  A scan asks in the order it compiles, so the first compiles
     run while later kernels' specs are still being inferred, and kernels it
-    does not compile (vendor-only) are never inferred."""
+    does not compile (vendor-only) are never inferred.
+
+    With tritriage's own spec source, what each kernel's inference read is
+    kept (``deps``: its record and its helpers', the files it parsed), so that
+    after an edit only the kernels whose inputs changed are inferred again;
+    ``earlier`` holds the checkout's previous answers, valid while everything
+    else inference reads (``cache.specs_inputs_key``) is unchanged."""
 
     def __init__(self, fn: SpecsFn, inventory: Inventory, root: Path, catalog_dirs: Sequence[str | Path],
-                 known: Mapping[str, tuple[tuple[Spec, ...], str]] | None = None):
+                 known: Mapping[str, tuple[tuple[Spec, ...], str]] | None = None,
+                 deps: Mapping[str, tuple] | None = None, earlier: Mapping[str, tuple] | None = None,
+                 inputs: str | None = None):
         self.fn, self.inventory, self.root, self.catalog_dirs = fn, inventory, root, catalog_dirs
         self.known: dict[str, tuple[tuple[Spec, ...], str]] = dict(known or {})
-        self.inferred = 0  # kernels inferred by this object (not from the prepared cache)
+        self.deps: dict[str, tuple] = dict(deps or {})  # kernel id -> (records digest, file stamps)
+        self.earlier = earlier or {}  # kernel id -> (specs, deps) before the checkout changed
+        self.inputs = inputs  # specs_inputs_key; None: nothing is kept, no deps are recorded
+        self.by_id = inventory.by_id()
+        self.inferred = 0  # kernels inferred by this object
+        self.reused = 0  # kernels whose earlier specs still hold
         self.seconds = 0.0  # spent inferring them
+        self._stamps: dict[str, str] = {}
+        self._bound = False
 
     def get(self, kernel: Kernel) -> tuple[tuple[Spec, ...], str]:
         got = self.known.get(kernel.id)
         if got is None:
             t0 = time.time()
+            got = self._still_valid(kernel)
+            if got is None:
+                got = self._infer(kernel)
+                self.inferred += 1
+            else:
+                self.reused += 1
+            self.known[kernel.id] = got
+            self.seconds += time.time() - t0
+        return got
+
+    def _infer(self, kernel: Kernel) -> tuple[tuple[Spec, ...], str]:
+        from tritriage.specs.infer_ast import reading
+
+        with reading() as files:
             try:
                 got = (tuple(_call_specs(self.fn, kernel, self.inventory, self.root, self.catalog_dirs)), "")
             except UserError:
                 raise
             except Exception as e:  # noqa: BLE001 - one kernel's spec trouble is that kernel's result
                 got = ((), f"{type(e).__name__}: {e}")
-            self.known[kernel.id] = got
-            self.inferred += 1
-            self.seconds += time.time() - t0
+        if self.inputs is not None:
+            self.deps[kernel.id] = (self._records(kernel), file_stamps(files))
         return got
+
+    def _still_valid(self, kernel: Kernel):
+        then = self.earlier.get(kernel.id)
+        if then is None:
+            return None
+        specs, deps = then
+        if deps[0] != self._records(kernel) or any(self._stamp(f) != st for f, st in deps[1]):
+            return None
+        if not self._bound:
+            # What inferring any kernel would check first: the catalog against the checkout.
+            from tritriage.specs.resolve import bind_catalog
+
+            bind_catalog(self.inventory, self.root, catalog_dirs=list(self.catalog_dirs) or None)
+            self._bound = True
+        self.deps[kernel.id] = deps
+        return specs
+
+    def _records(self, kernel: Kernel) -> str:
+        """The kernel's record and its helpers' (params, launch sites, sources' hashes)."""
+        return hashlib.sha256(repr(reachable(kernel, self.by_id)).encode()).hexdigest()
+
+    def _stamp(self, path: str) -> str:
+        if path not in self._stamps:
+            self._stamps[path] = file_stamps([path])[0][1]
+        return self._stamps[path]
 
 
 def _prepare(root: str | Path, specs_fn: SpecsFn | None, catalog_dirs: Sequence[str | Path], store: Store,
@@ -185,7 +243,8 @@ def _prepare(root: str | Path, specs_fn: SpecsFn | None, catalog_dirs: Sequence[
 
     Discovery and spec inference take tens of seconds on a large checkout, so
     when tritriage's own spec source is used their answer is kept in the store
-    under ``prepared_key`` and reused while nothing they read has changed.
+    under ``prepared_key`` and reused while nothing they read has changed; after
+    an edit, each kernel's specs are reused while what it read is unchanged.
     """
     from tritriage.discover.inventory import check_root, discover
 
@@ -194,19 +253,31 @@ def _prepare(root: str | Path, specs_fn: SpecsFn | None, catalog_dirs: Sequence[
     specs_fn = specs_fn or _default_specs_fn()
     if specs_fn is None:
         raise UserError("no spec source: tritriage.specs.resolve is not installed")
-    key = prepared_key(root_path, catalog_dirs) if cacheable else None
-    if key is not None:
-        data = store.prepared(key)
-        if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Inventory):
-            return data[0], Specs(specs_fn, data[0], root_path, catalog_dirs, known=data[1]), key
-    if inventory is None:
-        inventory = discover(root_path)
-    return inventory, Specs(specs_fn, inventory, root_path, catalog_dirs), key
+    if not cacheable:
+        inventory = inventory or discover(root_path)
+        return inventory, Specs(specs_fn, inventory, root_path, catalog_dirs), None
+    inputs = specs_inputs_key(root_path, catalog_dirs)
+    key = prepared_key(root_path, catalog_dirs, inputs)
+    data = store.prepared(key)
+    if _prepared_ok(data):
+        return data["inventory"], Specs(specs_fn, data["inventory"], root_path, catalog_dirs, known=data["specs"],
+                                        deps=data["deps"], inputs=inputs), key
+    inventory = discover(root_path)
+    then = store.prepared_for(str(root_path))
+    earlier = {kid: (specs, then["deps"][kid]) for kid, specs in then["specs"].items() if kid in then["deps"]} \
+        if _prepared_ok(then) and then["inputs"] == inputs else {}
+    return inventory, Specs(specs_fn, inventory, root_path, catalog_dirs, earlier=earlier, inputs=inputs), key
+
+
+def _prepared_ok(data) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("inventory"), Inventory) and \
+        {"specs", "deps", "inputs"} <= set(data)
 
 
 def _keep_prepared(store: Store, key: str | None, specs: Specs) -> None:
-    if key is not None and specs.inferred:
-        store.put_prepared(key, str(specs.root), (specs.inventory, specs.known))
+    if key is not None and (specs.inferred or specs.reused):
+        store.put_prepared(key, str(specs.root), {"inventory": specs.inventory, "specs": specs.known,
+                                                  "deps": specs.deps, "inputs": specs.inputs})
 
 
 def _settings(env: EnvReport, *, python: str, arch: str, timeout: float, memory_mb: int | None,
@@ -377,6 +448,7 @@ def run_scan(
                     progress.expect(known - summary.resumed)
                     compiles.take()
             summary.prepare_seconds += specs.seconds
+            summary.specs_inferred, summary.specs_reused = specs.inferred, specs.reused
             _keep_prepared(store, prepared, specs)
             compiles.finish()
         finally:
@@ -962,8 +1034,7 @@ def rerun(
             from tritriage.discover.inventory import check_root, discover
             key = prepared_key(check_root(run.checkout), catalog_dirs)
             data = store.prepared(key)
-            inventory = data[0] if isinstance(data, tuple) and data and isinstance(data[0], Inventory) \
-                else discover(run.checkout)
+            inventory = data["inventory"] if _prepared_ok(data) else discover(run.checkout)
         except (ImportError, UserError):
             pass  # the checkout is gone: recompile what the store holds
         fresh = inventory.by_id() if inventory is not None else {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+from contextlib import contextmanager
 from pathlib import Path
 
 DTYPE_NAMES = {
@@ -30,8 +31,26 @@ def parse_expr(src: str) -> ast.expr:
     return ast.parse(src, mode="eval").body
 
 
+# The files each kernel's inference being watched (``reading``) has read: a
+# re-scan reuses a kernel's specs while none of them has changed.
+_READERS: list[set[str]] = []
+
+
+@contextmanager
+def reading():
+    """The set of files ``parse_file`` is asked for inside the block."""
+    files: set[str] = set()
+    _READERS.append(files)
+    try:
+        yield files
+    finally:
+        _READERS.remove(files)
+
+
 def parse_file(root: Path, rel: str) -> ast.Module | None:
     p = Path(root) / rel
+    for files in _READERS:
+        files.add(str(p))
     try:
         return _parse(str(p), p.stat().st_mtime)
     except OSError:

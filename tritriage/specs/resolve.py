@@ -87,16 +87,25 @@ def stale_reason(entry: Entry, kernel: Kernel) -> str:
             f"the kernel's are now {now}: review its specs against {kernel.file}:{kernel.line}")
 
 
-def specs_for(kernel: Kernel, inventory: Inventory | None, root: Path | str | None = None, *,
-              catalog: Catalog | None = None, catalog_dirs: Sequence[Path | str] | None = None,
-              include_stale: bool = False) -> list[Spec]:
-    """Specs to compile ``kernel`` with, best source first (see the module doc)."""
-    root = Path(root or (inventory.root if inventory is not None else "."))
+def bind_catalog(inventory: Inventory | None, root: Path | str, *, catalog: Catalog | None = None,
+                 catalog_dirs: Sequence[Path | str] | None = None) -> Catalog:
+    """The catalog, checked once against the checkout (``check_catalog``
+    raises on an entry that cannot be right), also when every kernel's specs
+    come from an earlier scan."""
     if catalog is None:
         catalog = _catalog(catalog_dirs)
     if inventory is not None and (id(catalog), inventory.root) not in _CHECKED:
         check_catalog(catalog, inventory, root)
         _CHECKED.add((id(catalog), inventory.root))
+    return catalog
+
+
+def specs_for(kernel: Kernel, inventory: Inventory | None, root: Path | str | None = None, *,
+              catalog: Catalog | None = None, catalog_dirs: Sequence[Path | str] | None = None,
+              include_stale: bool = False) -> list[Spec]:
+    """Specs to compile ``kernel`` with, best source first (see the module doc)."""
+    root = Path(root or (inventory.root if inventory is not None else "."))
+    catalog = bind_catalog(inventory, root, catalog=catalog, catalog_dirs=catalog_dirs)
     fresh: list[Spec] = []
     stale: list[Spec] = []
     for entry in (catalog.get(kernel), catalog.get_traced(kernel)):
