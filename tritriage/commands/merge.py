@@ -7,8 +7,11 @@ merges them here, after which every report format works as on one scan.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
 
 from tritriage.errors import UserError
 from tritriage.model import (CompileResult, Diagnosis, Kernel, Location, Spec, StageResult)
@@ -29,19 +32,31 @@ def _read(path: Path) -> dict:
     return doc
 
 
-def shard_times(path: str | Path, flag: str = "--shard-times") -> dict[tuple[str, str], float]:
+def shard_times(path: str | Path, flag: str = "--shard-times") -> Mapping[tuple[str, str], float]:
     """(kernel id, spec) -> seconds, from an earlier scan's ``report --json``
     (last night's merged report): what ``--shard K/N`` balances by."""
+    p = Path(path).expanduser()
     try:
-        doc = _read(Path(path).expanduser())
+        st = p.stat()
+        stamp = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = (-1, -1)  # _read says what is wrong with it
+    try:
+        return _shard_times(str(p), *stamp)
     except UserError as e:
         raise UserError(f"{flag} {e}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _shard_times(path: str, size: int, mtime_ns: int) -> Mapping[tuple[str, str], float]:
+    # Read once per file state: the option check and the scan both ask.
+    doc = _read(Path(path))
     times = {}
     for k in doc["kernels"]:
         for s in k.get("specs") or ():
             if isinstance(s, dict) and isinstance(s.get("seconds"), (int, float)) and s.get("name"):
                 times[(k.get("id"), s["name"])] = float(s["seconds"])
-    return times
+    return MappingProxyType(times)
 
 
 def _kernel(k: dict) -> Kernel:

@@ -158,6 +158,12 @@ class BodyAnalysis:
         self.defs: dict[str, list[ast.AST]] = {}
         self.int_locals: set[str] = set()
         self._collect_defs()
+        # Answers of bases() and sources() for whole expressions, asked again
+        # and again by every pass: id -> (expr, ...), the expr held so that its
+        # id is not reused.  bases() reads only what _collect_defs fixed;
+        # sources() also which parameters have scalar evidence.
+        self._bases: dict[int, tuple] = {}
+        self._sources: dict[int, tuple] = {}
 
     # -- definitions of locals
     def _collect_defs(self):
@@ -192,7 +198,14 @@ class BodyAnalysis:
 
     # -- what parameters an address expression is based on, in order
     def bases(self, expr, seen=None) -> list[str]:
-        seen = set() if seen is None else seen
+        if seen is None:
+            hit = self._bases.get(id(expr))
+            if hit is None or hit[0] is not expr:
+                hit = self._bases[id(expr)] = (expr, tuple(self._bases_of(expr, set())))
+            return list(hit[1])
+        return self._bases_of(expr, seen)
+
+    def _bases_of(self, expr, seen) -> list[str]:
         if isinstance(expr, ast.Name):
             if expr.id in self.pset and expr.id not in self.constexprs:
                 return [expr.id]
@@ -245,7 +258,15 @@ class BodyAnalysis:
 
     # -- which pointers' loaded values flow into an expression
     def sources(self, expr, seen=None) -> set[str]:
-        seen = set() if seen is None else seen
+        if seen is None:
+            scalar = frozenset(p for p, f in self.facts.items() if f.scalar)
+            hit = self._sources.get(id(expr))
+            if hit is None or hit[0] is not expr or hit[1] != scalar:
+                hit = self._sources[id(expr)] = (expr, scalar, frozenset(self._sources_of(expr, set())))
+            return set(hit[2])
+        return self._sources_of(expr, seen)
+
+    def _sources_of(self, expr, seen) -> set[str]:
         out: set[str] = set()
         if isinstance(expr, ast.Name):
             if expr.id in self.pset:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,11 +49,12 @@ def reading():
 
 
 def parse_file(root: Path, rel: str) -> ast.Module | None:
-    p = Path(root) / rel
+    # os.path, not pathlib: inference asks ~40,000 times per large checkout.
+    path = os.path.join(root, rel)
     for files in _READERS:
-        files.add(str(p))
+        files.add(path)
     try:
-        return _parse(str(p), p.stat().st_mtime)
+        return _parse(path, os.stat(path).st_mtime)
     except OSError:
         return None
 
