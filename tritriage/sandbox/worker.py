@@ -584,68 +584,96 @@ def _tree_cpu(pid: int) -> float:
 STALL_SHARE = 0.1
 
 
-class _StageWatch:
-    """Which stage a running child is in, since when and from what CPU time,
-    read from the tail of its progress file (only what was appended since the
-    last look).
+class _Progress:
+    """What the child's progress file says, read incrementally (only what was
+    appended since the last look): the stage it is in and since when, the
+    stages it finished, the tool it last ran, the installed modules it
+    imported and the checkout files it parsed.  The stage watch reads it while
+    the child runs; the result is rebuilt from it when the child was stopped."""
 
-    A stage's budget is spent in CPU seconds, not wall seconds: on a loaded
-    machine a compile's wall time grows with the load but its CPU time does
-    not, so only a compile doing far more work than usual is cut.  A stage
-    that uses next to no CPU past its budget is cut too (a deadlock)."""
-
-    def __init__(self, workdir: str, pid: int):
+    def __init__(self, workdir: str):
         self.path = os.path.join(workdir, "progress.jsonl")
-        self.pid = pid
         self.offset = 0
         self.partial = ""
         self.stage: str | None = None
         self.since = time.time()
-        self.cpu0 = 0.0
+        self.stages: list[StageResult] = []
+        self.tool: dict | None = None
+        self.imported: set[str] = set()
+        self.parsed: set[str] = set()
 
-    def over(self, budgets: dict, now: float) -> tuple[str, float, str] | None:
-        """(stage, budget, why) when the current stage has overrun its budget."""
-        stage = self.stage
-        self.poll()
-        if self.stage != stage:
-            self.cpu0 = _tree_cpu(self.pid)
-        budget = budgets.get(self.stage) if self.stage else None
-        if not budget or now - self.since <= budget[0]:
-            return None
-        cpu = _tree_cpu(self.pid) - self.cpu0
-        if cpu > budget[0]:
-            return self.stage, budget[0], (f"{cpu:.0f} CPU seconds in {self.stage} without a result, past its "
-                                           f"budget of {budget[0]:g} ({budget[1]})")
-        wall = now - self.since
-        if cpu < STALL_SHARE * wall:
-            return self.stage, budget[0], (f"stalled: {cpu:.1f} CPU seconds in {wall:.0f} s of {self.stage}, past "
-                                           f"its budget of {budget[0]:g} ({budget[1]})")
-        return None
-
-    def poll(self) -> tuple[str | None, float]:
+    def poll(self, final: bool = False) -> "_Progress":
+        """Read what was appended; ``final``: the child is gone, its last line
+        too (cut short by a kill, it is skipped)."""
         try:
             with open(self.path, encoding="utf-8") as f:
                 f.seek(self.offset)
                 chunk = f.read()
                 self.offset = f.tell()
         except OSError:
-            return self.stage, self.since
+            return self
         lines = (self.partial + chunk).split("\n")
-        self.partial = lines.pop()
+        self.partial = "" if final else lines.pop()
         for line in lines:
-            if '"start"' not in line and '"done"' not in line and '"tool"' not in line:
-                continue
             try:
-                ev = json.loads(line)
+                ev = json.loads(line) if line else None
             except ValueError:
                 continue
-            if "start" in ev:
-                self.stage, self.since = ev["start"], float(ev.get("t") or time.time())
-            elif "tool" in ev and self.stage == "compile" and ev.get("stage") in STAGES:
-                self.stage, self.since = ev["stage"], time.time()  # black-box compile: the tool tells
-            elif "done" in ev:
-                self.stage = None
-        return self.stage, self.since
+            if isinstance(ev, dict):
+                self._event(ev)
+        return self
+
+    def _event(self, ev: dict) -> None:
+        if "start" in ev:
+            self.stage, self.since, self.tool = ev["start"], float(ev.get("t") or time.time()), None
+        elif "tool" in ev:
+            self.tool = {"command": ev["tool"], "input": ev.get("input"),
+                         "stdout": ev.get("stdout"), "stderr": ev.get("stderr")}
+            if self.stage == "compile" and ev.get("stage") in STAGES:
+                # Black-box compile: the tool tells the stage, and those before it passed.
+                self.stage, self.since = ev["stage"], time.time()
+                self.stages.extend(StageResult(s, PASSED) for s in STAGES[:STAGES.index(self.stage)])
+        elif "done" in ev:
+            self.stages.append(StageResult.from_dict(ev["done"]))
+            self.stage, self.tool = None, None
+        if "imported" in ev:
+            self.imported.update(ev.get("imported") or ())
+            self.parsed.update(ev.get("parsed") or ())
+
+
+class _StageWatch:
+    """Whether a running child's stage has overrun its budget, from the stage
+    its progress says and the CPU time of its processes.
+
+    A stage's budget is spent in CPU seconds, not wall seconds: on a loaded
+    machine a compile's wall time grows with the load but its CPU time does
+    not, so only a compile doing far more work than usual is cut.  A stage
+    that uses next to no CPU past its budget is cut too (a deadlock)."""
+
+    def __init__(self, progress: _Progress, pid: int):
+        self.progress = progress
+        self.pid = pid
+        self.cpu0 = 0.0
+
+    def over(self, budgets: dict, now: float) -> tuple[str, float, str] | None:
+        """(stage, budget, why) when the current stage has overrun its budget."""
+        p = self.progress
+        stage = p.stage
+        p.poll()
+        if p.stage != stage:
+            self.cpu0 = _tree_cpu(self.pid)
+        budget = budgets.get(p.stage) if p.stage else None
+        if not budget or now - p.since <= budget[0]:
+            return None
+        cpu = _tree_cpu(self.pid) - self.cpu0
+        if cpu > budget[0]:
+            return p.stage, budget[0], (f"{cpu:.0f} CPU seconds in {p.stage} without a result, past its "
+                                        f"budget of {budget[0]:g} ({budget[1]})")
+        wall = now - p.since
+        if cpu < STALL_SHARE * wall:
+            return p.stage, budget[0], (f"stalled: {cpu:.1f} CPU seconds in {wall:.0f} s of {p.stage}, past "
+                                        f"its budget of {budget[0]:g} ({budget[1]})")
+        return None
 
 
 # --------------------------------------------------------------------------
@@ -750,7 +778,8 @@ class Server:
         reason = None
         cut: tuple[str, float, str] | None = None  # (stage, budget, why that budget)
         budgets = job.get("stage_budgets") or {}
-        watch = _StageWatch(workdir, pid) if budgets else None
+        progress = _Progress(workdir)
+        watch = _StageWatch(progress, pid) if budgets else None
         next_check = t0 + STAGE_CHECK
         peak = 0
         status = 0
@@ -799,14 +828,15 @@ class Server:
             if pidfd is not None:
                 os.close(pidfd)
         elapsed = time.time() - t0
-        result = self._result(job, workdir, status, reason, elapsed, timeout, memory_mb, peak, cut)
+        result = self._result(job, workdir, progress.poll(final=True), status, reason, elapsed, timeout,
+                              memory_mb, peak, cut)
         return result, workdir
 
-    def _result(self, job, workdir, status, reason, elapsed, timeout, memory_mb, peak, cut=None) -> CompileResult:
+    def _result(self, job, workdir, progress: _Progress, status, reason, elapsed, timeout, memory_mb, peak,
+                cut=None) -> CompileResult:
         if reason is None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-            imported, parsed = _progress_loads(workdir)
-            self.to_preload.update(imported)
-            self.to_parse.setdefault(job.get("checkout", ""), set()).update(parsed)
+            self.to_preload.update(progress.imported)
+            self.to_parse.setdefault(job.get("checkout", ""), set()).update(progress.parsed)
         log = read_from(os.path.join(workdir, "log.txt"))
         path = os.path.join(workdir, "result.json")
         if reason is None and os.path.exists(path):
@@ -814,7 +844,7 @@ class Server:
                 result = CompileResult.from_dict(json.load(f))
             return _replace(result, log=log, seconds=elapsed)
         # The child did not finish: rebuild what it got through from its progress file.
-        stages, current, tool = _progress(workdir)
+        stages, current, tool = progress.stages, progress.stage, progress.tool
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         if reason == "timeout":
             outcome, why = "timeout", f"timed out after {timeout:g} s"
@@ -968,48 +998,6 @@ def _command_text(command, saved_input: str) -> str:
 def _replace_stage(s: StageResult, **kw) -> StageResult:
     import dataclasses
     return dataclasses.replace(s, **kw)
-
-
-def _progress_loads(workdir: str) -> tuple[set[str], set[str]]:
-    """Installed modules the child imported and checkout files it parsed."""
-    imported: set[str] = set()
-    parsed: set[str] = set()
-    try:
-        with open(os.path.join(workdir, "progress.jsonl"), encoding="utf-8") as f:
-            for line in f:
-                if '"imported"' in line:
-                    ev = json.loads(line)
-                    imported.update(ev.get("imported") or ())
-                    parsed.update(ev.get("parsed") or ())
-    except (OSError, ValueError):
-        pass
-    return imported, parsed
-
-
-def _progress(workdir: str) -> tuple[list[StageResult], str | None, dict | None]:
-    stages, current, tool = [], None, None
-    try:
-        with open(os.path.join(workdir, "progress.jsonl"), encoding="utf-8") as f:
-            for line in f:
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    continue  # the last line may be cut short by the kill
-                if "start" in ev:
-                    current, tool = ev["start"], None
-                elif "tool" in ev:
-                    tool = {"command": ev["tool"], "input": ev.get("input"),
-                            "stdout": ev.get("stdout"), "stderr": ev.get("stderr")}
-                    if current == "compile" and ev.get("stage") in STAGES:
-                        # Black-box compile: the tool tells the stage, and those before it passed.
-                        current = ev["stage"]
-                        stages.extend(StageResult(s, PASSED) for s in STAGES[:STAGES.index(current)])
-                elif "done" in ev:
-                    stages.append(StageResult.from_dict(ev["done"]))
-                    current, tool = None, None
-    except OSError:
-        pass
-    return stages, current, tool
 
 
 def _warm_up(target: str = "ascend") -> None:
