@@ -59,12 +59,13 @@ def sandbox_digest() -> str:
 
 def source_digest(kernel: "Kernel", inventory: "Inventory | None", root: str | Path | None = None,
                   by_id: Mapping[str, "Kernel"] | None = None) -> str:
-    """Hash of the kernel's source and of every jit helper it reaches."""
+    """Hash of the kernel's source and of every jit helper it reaches, each
+    with the module-level constants and imports its source names."""
     from tritriage.model import reachable
 
     if by_id is None:
         by_id = inventory.by_id() if inventory is not None else {}
-    parts = [f"{k.id}={k.source_hash or _hash_lines(root, k)}" for k in reachable(kernel, by_id)]
+    parts = [f"{k.id}={k.source_hash or _hash_lines(root, k)}+{k.context_hash}" for k in reachable(kernel, by_id)]
     return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()
 
 

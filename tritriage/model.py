@@ -85,6 +85,9 @@ class Kernel(Record):
     launch_sites: tuple[LaunchSite, ...] = ()
     kind: str = "entry"  # "entry" (launched or not only called from jit code) | "helper"
     source_hash: str = ""  # sha256 of the function's own source text
+    # sha256 of the module-level statements (constants, imports) binding the
+    # names its source uses; "" when it uses none.
+    context_hash: str = ""
     # "cuda" | "rocm" | "xpu" when an Ascend host never uses the kernel (a
     # vendor-only file, or launched only behind a vendor check), with why.
     platform_only: str | None = None

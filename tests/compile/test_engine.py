@@ -597,3 +597,25 @@ def test_after_an_edit_only_the_kernels_whose_inputs_changed_get_their_specs_inf
     third = run_scan(tmp_path, store=store, timeout=60, jobs=1)
     assert (third.specs_inferred, third.specs_reused) == (1, 1)
     assert block(third) == {"k_a": 256, "k_b": 32}
+
+
+def test_a_module_constant_a_kernel_reads_is_part_of_its_cache_key(store, tmp_path):
+    # A kernel reads module-level constants of its file: editing one compiles
+    # again the kernels that name it, and only them.
+    src = ("import triton\nimport triton.language as tl\n\nSCALE = tl.constexpr({scale})\nUNUSED = {unused}\n\n"
+           "@triton.jit\ndef k_scaled(x_ptr, BLOCK: tl.constexpr):\n    offs = tl.arange(0, BLOCK)\n"
+           "    tl.store(x_ptr + offs, tl.load(x_ptr + offs) * SCALE)\n\n"
+           "@triton.jit\ndef k_plain(x_ptr, BLOCK: tl.constexpr):\n    offs = tl.arange(0, BLOCK)\n"
+           "    tl.store(x_ptr + offs, tl.load(x_ptr + offs) * 2)\n\n"
+           "def launch(x):\n    k_scaled[(1,)](x, BLOCK=128)\n    k_plain[(1,)](x, BLOCK=128)\n")
+    (tmp_path / "ops.py").write_text(src.format(scale=2, unused=1))
+    first = run_scan(tmp_path, store=store, timeout=60, jobs=1)
+    assert len(first.compiled) == 2
+
+    (tmp_path / "ops.py").write_text(src.format(scale=3, unused=1))
+    second = run_scan(tmp_path, store=store, timeout=60, jobs=1)
+    assert [k.rsplit(".", 1)[-1] for k, _ in second.compiled] == ["k_scaled"] and second.cached == 1
+
+    (tmp_path / "ops.py").write_text(src.format(scale=3, unused=5))
+    third = run_scan(tmp_path, store=store, timeout=60, jobs=1)
+    assert third.compiled == [] and third.cached == 2

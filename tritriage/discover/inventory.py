@@ -303,6 +303,7 @@ class RawKernel:
     returns_value: bool
     source_hash: str
     via_assignment: bool = False
+    context_hash: str = ""
 
 
 @dataclass
@@ -374,6 +375,32 @@ _CALL_NAME = re.compile(r"(?<![\w.])([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\s*\(")
 _RETURN_VALUE = re.compile(r"^[ \t]*return[ \t]+(?!None[ \t]*(?:#.*)?$)[^\s#]", re.M)
 
 
+_NAME_TOKEN = re.compile(r"[A-Za-z_]\w*")
+
+
+def _module_bindings(tree: ast.Module, src_of) -> dict[str, list[str]]:
+    """Name -> source of each module-level statement that binds it, functions
+    and classes aside (jit helpers are tracked on their own); a statement
+    holding others (``if``, ``try``) counts whole for each name it binds."""
+    out: dict[str, list[str]] = {}
+    for st in tree.body:
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        names: set[str] = set()
+        for node in ast.walk(st):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.alias):
+                names.add((node.asname or node.name).partition(".")[0])
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+        if names:
+            text = src_of(st)
+            for n in names:
+                out.setdefault(n, []).append(text)
+    return out
+
+
 def _collect_defs(tree, res: FileResult, lines, src_of, raw):
     def raw_name(dotted: str) -> str:
         head, _, rest = dotted.partition(".")
@@ -383,6 +410,19 @@ def _collect_defs(tree, res: FileResult, lines, src_of, raw):
         return f"{target}.{rest}" if rest else target
 
     defs_cache: dict[str, ast.AST] = {}
+    bindings: dict[str, list[str]] | None = None
+
+    def context_hash(fn_src: str) -> str:
+        # The module-level statements binding a name the function's text
+        # uses (a constant, an import): the compile reads them, so an edit to
+        # one must make the kernel compile again, and one to another must not.
+        nonlocal bindings
+        if bindings is None:
+            bindings = _module_bindings(tree, src_of)
+        used = sorted(set(_NAME_TOKEN.findall(fn_src)) & bindings.keys())
+        if not used:
+            return ""
+        return hashlib.sha256("\n".join(f"{n}\0{b}" for n in used for b in bindings[n]).encode()).hexdigest()
 
     def def_named(name: str):
         # Only ``name = triton.jit(fn)`` needs this: walk the tree once, lazily.
@@ -418,6 +458,7 @@ def _collect_defs(tree, res: FileResult, lines, src_of, raw):
                 returns_value=returns_value,
                 source_hash=hashlib.sha256(fn_src.encode()).hexdigest(),
                 via_assignment=via_assignment,
+                context_hash=context_hash(fn_src),
             )
         )
 
@@ -904,6 +945,7 @@ def _discover(root: Path, files, jobs: int | None) -> Inventory:
                 launch_sites=tuple(sorted(launched, key=lambda s: (s.file, s.line))),
                 kind=kind,
                 source_hash=d.source_hash,
+                context_hash=d.context_hash,
             )
         )
     kernels.sort(key=lambda k: (k.file, k.line))
