@@ -35,23 +35,19 @@ sys.path.insert(0, str(REPO))
 
 from tritriage.store import Store, record_text  # noqa: E402
 
-
-def vllm_085() -> Path:
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import vllm_sources
-
-    return vllm_sources("0.8.5")
-
-
-def default_sigint() -> None:
-    # A process started in the background (nohup, CI) inherits SIGINT ignored,
-    # and Python then never turns Ctrl-C into KeyboardInterrupt: give the scans
-    # a terminal's default.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+sys.path.insert(0, str(REPO / "tests"))
+from testkit import default_sigint, worker_pids  # noqa: E402 - shared with tests/reliability/test_faults.py
+from testkit import env_for as _env_for, stored_verdicts as verdicts  # noqa: E402
 
 
 def env_for(home: Path) -> dict:
-    return dict(os.environ, TRITRIAGE_HOME=str(home), PYTHONUNBUFFERED="1")
+    return _env_for(home, cann=True)  # a bench measures the machine as it is
+
+
+def vllm_085() -> Path:
+    from conftest import vllm_sources
+
+    return vllm_sources("0.8.5")
 
 
 def scan_argv(checkout: Path, jobs: int | None) -> list[str]:
@@ -59,30 +55,6 @@ def scan_argv(checkout: Path, jobs: int | None) -> list[str]:
     # not in the search that follows them.
     return [sys.executable, "-m", "tritriage", "scan", str(checkout), "-q", "--hints", "0"] + (
         ["-j", str(jobs)] if jobs else [])
-
-
-def verdicts(home: Path) -> tuple[int, str, dict]:
-    with Store.open(home / "tritriage.db") as store:
-        run = store.latest_run()
-        rows = {(r.kernel, r.spec_name): (r.outcome, r.failed_stage, r.diagnosis_class,
-                                          r.diagnosis.fingerprint if r.diagnosis else None)
-                for r in store.results(run.id)}
-        return run.id, run.status, rows
-
-
-def worker_pids(parent: int) -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (d / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == parent and b"tritriage.sandbox.worker" in cmd:
-            pids.append(int(d.name))
-    return pids
 
 
 def main() -> None:

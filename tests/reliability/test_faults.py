@@ -14,7 +14,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -26,7 +25,13 @@ import pytest
 from tritriage.compile.scan import NullProgress, run_scan
 from tritriage.model import Spec
 from tritriage.store import Store
-from testkit import fixture_specs, real_adapter  # noqa: E402 - shared test helpers
+from testkit import (default_sigint, env_for, fixture_specs, real_adapter, stored_verdicts,  # noqa: E402
+                     worker_pids)
+
+
+def verdicts(home: Path, run_id: int | None = None) -> dict:
+    """(kernel, spec) -> what the report shows of it, for the latest run."""
+    return stored_verdicts(home, run_id)[2]
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 ENGINE = FIXTURES / "engine" / "kernels"
@@ -47,29 +52,8 @@ def checkout(tmp_path_factory) -> Path:
     return root
 
 
-def default_sigint() -> None:
-    # pytest run in the background (nohup, CI) passes SIGINT on ignored, and
-    # Python then never turns it into KeyboardInterrupt: as in a terminal.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def env_for(home: Path) -> dict:
-    env = dict(os.environ, TRITRIAGE_HOME=str(home), PYTHONUNBUFFERED="1")
-    env.pop("ASCEND_HOME_PATH", None)
-    return env
-
-
 def scan_cmd(checkout: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "tritriage", "scan", str(checkout), "-q", "-j", "2", *extra]
-
-
-def verdicts(home: Path, run_id: int | None = None) -> dict:
-    """(kernel, spec) -> what the report shows of it, for the latest run."""
-    with Store.open(home / "tritriage.db") as store:
-        run = store.run(run_id) if run_id else store.latest_run()
-        return {(r.kernel, r.spec_name): (r.outcome, r.failed_stage, r.diagnosis_class,
-                                          r.diagnosis.fingerprint if r.diagnosis else None)
-                for r in store.results(run.id)}
 
 
 def one_error_line(stderr: str) -> str:
@@ -143,22 +127,6 @@ def test_ctrl_c_at_random_moments_then_scan_again_equals_an_undisturbed_scan(che
 
 # --------------------------------------------------------------------------
 # workers killed from outside
-
-
-def worker_pids(parent: int) -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-            cmd = (d / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"tritriage.sandbox.worker" in cmd:
-            pids.append(int(d.name))
-    return pids
 
 
 class KillingProgress(NullProgress):
