@@ -425,11 +425,10 @@ def tl_value(value):
     return value
 
 
-def build_source(fn, spec):
-    """An ``ASTSource`` for ``fn`` specialized as ``spec`` says, or SpecError."""
-    from triton.compiler import ASTSource
-    from triton.compiler.code_generator import str_to_ty
-
+def split_spec(fn, spec, check_type=None):
+    """(signature, constants) of ``fn`` as ``spec`` says: each parameter's
+    type, or "constexpr" and its value; SpecError naming every mismatch.
+    ``check_type`` raises on a type string the compiler cannot read."""
     sig_in = dict(spec.get("signature") or {})
     const_in = dict(spec.get("constexprs") or {})
     names = list(fn.arg_names)
@@ -454,14 +453,25 @@ def build_source(fn, spec):
         if ty is None:
             problems.append("no type for parameter %s" % name)
             continue
-        try:
-            str_to_ty(ty)
-        except Exception as e:  # noqa: BLE001 - triton raises assorted errors for bad type strings
-            problems.append("bad type %r for %s: %s" % (ty, name, e))
-            continue
+        if check_type is not None:
+            try:
+                check_type(ty)
+            except Exception as e:  # noqa: BLE001 - triton raises assorted errors for bad type strings
+                problems.append("bad type %r for %s: %s" % (ty, name, e))
+                continue
         signature[name] = ty
     if problems:
         raise SpecError("; ".join(problems))
+    return signature, constants
+
+
+def build_source(fn, spec):
+    """An ``ASTSource`` for ``fn`` specialized as ``spec`` says, or SpecError."""
+    from triton.compiler import ASTSource
+    from triton.compiler.code_generator import str_to_ty
+
+    signature, constants = split_spec(fn, spec, check_type=str_to_ty)
+    names = list(fn.arg_names)
     attrs = None
     options = spec.get("options") or {}
     hints = {}

@@ -313,27 +313,10 @@ def _check(job: dict, rec: _Recorder) -> None:
 def _split(fn, spec):
     # Upstream Triton's ASTSource takes ``constexprs=``, triton-ascend's
     # ``constants=``: stages.build_source speaks only the latter.
-    sig_in = dict(spec.get("signature") or {})
-    const_in = dict(spec.get("constexprs") or {})
-    names = list(fn.arg_names)
-    unknown = sorted((set(sig_in) | set(const_in)) - set(names))
-    if unknown:
-        raise SpecMismatch(f"spec names parameters the kernel does not have: {', '.join(unknown)}")
-    signature, constants = {}, {}
-    for p in fn.params:
-        if p.is_constexpr or p.name in const_in:
-            if p.name in const_in:
-                constants[p.name] = stages.tl_value(const_in[p.name])
-            elif getattr(p, "has_default", False):
-                constants[p.name] = p.default
-            else:
-                raise SpecMismatch(f"no value for constexpr {p.name}")
-            signature[p.name] = "constexpr"
-        elif p.name in sig_in:
-            signature[p.name] = sig_in[p.name]
-        else:
-            raise SpecMismatch(f"no type for parameter {p.name}")
-    return signature, constants
+    try:
+        return stages.split_spec(fn, spec)
+    except stages.SpecError as e:
+        raise SpecMismatch(str(e)) from None
 
 
 # Upstream's NVIDIA target: compiling for it through ttir needs no GPU.
