@@ -260,6 +260,7 @@ def test_markdown_header_totals_and_root_causes(store, capsys):
     rows = [line for line in head.splitlines() if re.match(r"^\| \d+ \|", line)]
     # Sorted by kernels blocked: the linalg 'cannot div 0!' blocks two entry kernels.
     assert "cannot div 0!" in rows[0] and "| 2 |" in rows[0]
+    assert "| what would fix it |" in head
     assert "`kernel_paged_attention_2d`" in rows[0] and "`_fwd_kernel`" in rows[0]
     assert len(rows) == 3
 
@@ -403,6 +404,10 @@ def test_json_holds_the_full_run_with_a_stable_schema(store, capsys):
     assert ks["bad_spec_kernel"]["status"] == "no-spec" and ks["bad_spec_kernel"]["error"] is None
     assert ks["never_specced"]["status"] == "no-spec" and ks["never_specced"]["specs"] == []
     assert ks["slow_kernel"]["status"] == "failed" and ks["slow_kernel"]["error"]["class"] == "timeout"
+    # A root cause says what would fix it: its kernels' own hint.
+    hints = {k["error"]["fingerprint"]: k["error"]["hint"] for k in data["kernels"] if k["error"]}
+    assert data["root_causes"] and all(c["hint"] == hints[c["fingerprint"]] for c in data["root_causes"])
+    assert any(c["hint"] for c in data["root_causes"]), [c["subclass"] for c in data["root_causes"]]
     # The same run renders to the same bytes: scripts may diff them.
     assert cli(capsys, "report", "--json")[1] == out
 

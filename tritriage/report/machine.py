@@ -31,7 +31,8 @@ JSON (``schema_version`` 1; keys always present, in this order)::
           "tests": [command...],
           "repro": command or null, "rerun": command or null
       }],
-      "root_causes": [{"fingerprint", "class", "subclass", "stage", "count", "kernels": [id...]}],
+      "root_causes": [{"fingerprint", "class", "subclass", "stage", "count", "kernels": [id...],
+                       "hint": what would fix it, or null}],
       "files": [{"file", "tests": [command...], "test_verdict": null | {"verdict", "counts",
                  "causes", "not_run", "run"}}]   # what `tritriage test` said of each file
     }
@@ -137,7 +138,8 @@ def to_json_data(view: ReportView) -> dict:
                    "failed_helpers": t.failed_helpers},
         "kernels": [_kernel(view, kv) for kv in view.kernels],
         "root_causes": [{"fingerprint": c.fingerprint, "class": c.cls, "subclass": c.subclass, "stage": c.where,
-                         "count": len(c.kernels), "kernels": list(c.kernels)} for c in view.root_causes],
+                         "count": len(c.kernels), "kernels": list(c.kernels), "hint": c.error.hint or None}
+                        for c in view.root_causes],
         "files": [{"file": f.file, "tests": list(f.tests), "test_verdict": _test_verdict(f.test_verdict)}
                   for f in view.files],
     }

@@ -13,7 +13,7 @@ A template receives:
     list of (label, value) pairs: checkout, commit, versions, date
 ``root_causes``
     list of dicts: ``n``, ``cls``, ``subclass``, ``where``, ``count``,
-    ``kernels`` (bare names), ``fingerprint``
+    ``kernels`` (bare names), ``fingerprint``, ``hint`` (what would fix it, or "")
 ``files``
     list of dicts: ``file``, ``tests`` (commands), ``test_verdict`` (what
     ``tritriage test`` said of the file, or ""), ``kernels`` (dicts:
@@ -287,7 +287,8 @@ def context(view: ReportView, max_detail_lines: int = MAX_DETAIL_LINES) -> dict:
             "failures": failures,
         })
     causes = [{"n": i + 1, "cls": c.cls, "subclass": c.subclass, "where": c.where, "count": len(c.kernels),
-               "kernels": [view.by_id()[k].kernel.qualname for k in c.kernels], "fingerprint": c.fingerprint}
+               "kernels": [view.by_id()[k].kernel.qualname for k in c.kernels], "fingerprint": c.fingerprint,
+               "hint": _inline(c.error.hint or "")}
               for i, c in enumerate(view.root_causes)]
     return {"view": view, "run": view.run, "totals": view.totals, "header": header(view), "root_causes": causes,
             "project": project(view),
