@@ -411,6 +411,7 @@ def run_scan(
         compile_ver = env.compiler_version
         progress = (progress_factory or NullProgress)(len(todo))
         compiles = _Compiles(settings, jobs, store, run_id, checkout, summary, progress, on_result, hang_budget)
+        sent = itertools.count()
 
         def take(k: Kernel, s: Spec | None, problem: str) -> None:
             """One pair: already done, a spec error, a cache copy, or a job."""
@@ -433,7 +434,6 @@ def run_scan(
                 compiles.put(job, (-took.get((k.id, name), 0.0), -size[k.id]))
 
         known = len(todo)  # pairs to come as far as known: one per kernel until its specs are
-        sent = itertools.count()
         try:
             with closing(_committed_every(store, todo)) as kernels:
                 for k in kernels:
