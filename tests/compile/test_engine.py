@@ -619,3 +619,17 @@ def test_a_module_constant_a_kernel_reads_is_part_of_its_cache_key(store, tmp_pa
     (tmp_path / "ops.py").write_text(src.format(scale=3, unused=5))
     third = run_scan(tmp_path, store=store, timeout=60, jobs=1)
     assert third.compiled == [] and third.cached == 2
+
+
+def test_a_catalog_entry_for_a_kernel_its_file_lacks_stops_the_scan_before_a_run_opens(store, tmp_path):
+    # Specs are inferred as the scan goes; a catalog that cannot be right is
+    # still said before anything is compiled or stored.
+    checkout = tmp_path / "checkout"
+    shutil.copytree(CHECKOUT, checkout)
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "typo.yaml").write_text(
+        "file: kernels/elementwise.py\nkernels:\n  add_kernal:\n    params_fingerprint: abcdef012345\n    specs:\n    - name: x\n"
+        "      signature: {x_ptr: '*fp32'}\n")
+    with pytest.raises(UserError, match="add_kernal: kernels: unknown kernel"):
+        run_scan(checkout, store=store, timeout=60, jobs=1, catalog_dirs=[tmp_path / "cat"])
+    assert store.latest_run() is None

@@ -180,7 +180,6 @@ class Specs:
         self.reused = 0  # kernels whose earlier specs still hold
         self.seconds = 0.0  # spent inferring them
         self._stamps: dict[str, str] = {}
-        self._bound = False
 
     def get(self, kernel: Kernel) -> tuple[tuple[Spec, ...], str]:
         got = self.known.get(kernel.id)
@@ -217,12 +216,6 @@ class Specs:
         specs, deps = then
         if deps[0] != self._records(kernel) or any(self._stamp(f) != st for f, st in deps[1]):
             return None
-        if not self._bound:
-            # What inferring any kernel would check first: the catalog against the checkout.
-            from tritriage.specs.resolve import bind_catalog
-
-            bind_catalog(self.inventory, self.root, catalog_dirs=list(self.catalog_dirs) or None)
-            self._bound = True
         self.deps[kernel.id] = deps
         return specs
 
@@ -250,19 +243,31 @@ def _prepare(root: str | Path, specs_fn: SpecsFn | None, catalog_dirs: Sequence[
 
     root_path = check_root(root) if inventory is None else Path(inventory.root)
     cacheable = specs_fn is None and inventory is None and use_cache and not entry_filter
+    own = specs_fn is None
     specs_fn = specs_fn or _default_specs_fn()
     if specs_fn is None:
         raise UserError("no spec source: tritriage.specs.resolve is not installed")
+
+    def bind(inventory: Inventory) -> Inventory:
+        # Specs are inferred as the scan goes, after its run is open: a
+        # catalog entry that cannot be right is said now, before anything runs.
+        if own:
+            from tritriage.specs.resolve import bind_catalog
+
+            bind_catalog(inventory, root_path, catalog_dirs=list(catalog_dirs) or None)
+        return inventory
+
     if not cacheable:
-        inventory = inventory or discover(root_path)
+        inventory = bind(inventory or discover(root_path))
         return inventory, Specs(specs_fn, inventory, root_path, catalog_dirs), None
     inputs = specs_inputs_key(root_path, catalog_dirs)
     key = prepared_key(root_path, catalog_dirs, inputs)
     data = store.prepared(key)
     if _prepared_ok(data):
+        # Checked when it was kept, and nothing the check reads has changed since.
         return data["inventory"], Specs(specs_fn, data["inventory"], root_path, catalog_dirs, known=data["specs"],
                                         deps=data["deps"], inputs=inputs), key
-    inventory = discover(root_path)
+    inventory = bind(discover(root_path))
     then = store.prepared_for(str(root_path))
     earlier = {kid: (specs, then["deps"][kid]) for kid, specs in then["specs"].items() if kid in then["deps"]} \
         if _prepared_ok(then) and then["inputs"] == inputs else {}
