@@ -419,14 +419,13 @@ class Feed:
         self.interval: float | None = None  # the switch interval to give back
         self.pending = 0  # submitted, result not yet handed out
         self.ended = 0  # threads gone
-        self.closed = False
 
     def put(self, job: Job, priority: tuple = ()) -> None:
         if not self.threads:
             # The feeding threads only wait on pipes, but each needs the GIL
-            # to hand an idle worker its next job, while the main thread may
-            # be inferring specs: at Python's default 5 ms a switch, those
-            # waits kept the workers idle ~8% of a scan.
+            # to hand an idle worker its next job while the main thread infers
+            # specs: at Python's default 5 ms switch interval, each handoff
+            # could leave a worker idle that long.
             self.interval = sys.getswitchinterval()
             sys.setswitchinterval(min(self.interval, SWITCH_INTERVAL))
             self.pool._stop.clear()
@@ -440,7 +439,6 @@ class Feed:
 
     def close(self) -> None:
         """No more jobs: each thread ends once the queue is empty."""
-        self.closed = True
         for _ in self.threads:
             self.seq += 1
             self.todo.put((_END, self.seq, None))
