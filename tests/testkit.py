@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import os
 import signal
+import textwrap
 from pathlib import Path
+
+
+def write_source(root: Path, rel: str, text: str) -> None:
+    """``text`` (dedented) as ``root/rel``, its folders made: a checkout built in a test."""
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(textwrap.dedent(text))
 
 
 def real_adapter() -> str:

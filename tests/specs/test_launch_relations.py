@@ -4,18 +4,12 @@ between the values one launch computes from inputs nothing here knows."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 from tritriage.discover.inventory import discover
 from tritriage.specs.infer import infer_specs
 from tritriage.specs.resolve import validate
-
-
-def _write(root: Path, rel: str, text: str) -> None:
-    p = root / rel
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(textwrap.dedent(text))
+from testkit import write_source  # noqa: E402 - shared test helpers
 
 
 def _specs(root: Path, name: str):
@@ -63,7 +57,7 @@ ROPE_LIKE = '''
 
 
 def test_a_value_bound_in_both_arms_of_an_if_follows_the_test(tmp_path):
-    _write(tmp_path, "m.py", ROPE_LIKE)
+    write_source(tmp_path, "m.py", ROPE_LIKE)
     kernel, specs = _specs(tmp_path, "k")
     by_flag = {s.constexprs["NEOX"]: s for s in specs}
     assert set(by_flag) == {True, False}
@@ -75,7 +69,7 @@ def test_a_value_bound_in_both_arms_of_an_if_follows_the_test(tmp_path):
 
 
 def test_a_not_given_default_is_no_launch_value(tmp_path):
-    _write(tmp_path, "m.py", ROPE_LIKE)
+    write_source(tmp_path, "m.py", ROPE_LIKE)
     kernel, specs = _specs(tmp_path, "k")
     for s in specs:
         d, pad = s.constexprs["D"], s.constexprs["PAD_D"]
@@ -87,7 +81,7 @@ def test_a_not_given_default_is_no_launch_value(tmp_path):
 
 
 def test_values_computed_from_unknown_inputs_keep_their_relations(tmp_path):
-    _write(tmp_path, "m.py", '''
+    write_source(tmp_path, "m.py", '''
         import triton
         import triton.language as tl
 
@@ -124,7 +118,7 @@ def test_values_computed_from_unknown_inputs_keep_their_relations(tmp_path):
 
 
 def test_bitwise_operands_and_argmax_results_are_integers(tmp_path):
-    _write(tmp_path, "m.py", '''
+    write_source(tmp_path, "m.py", '''
         import triton
         import triton.language as tl
 
@@ -160,7 +154,7 @@ def test_bitwise_operands_and_argmax_results_are_integers(tmp_path):
 def test_data_inserted_into_a_tensor_of_an_explicit_dtype_has_that_dtype(tmp_path):
     # triton-ascend's insert_slice takes a slice of the destination's element
     # type: a bf16 buffer filled from a pointer makes that pointer bf16.
-    _write(tmp_path, "m.py", '''
+    write_source(tmp_path, "m.py", '''
         import triton
         import triton.language as tl
 
@@ -192,7 +186,7 @@ def test_inference_gives_the_same_spec_in_every_process(tmp_path):
     import subprocess
     import sys
 
-    _write(tmp_path, "m.py", '''
+    write_source(tmp_path, "m.py", '''
         import triton
         import triton.language as tl
 
@@ -243,7 +237,7 @@ def test_a_size_computed_as_zero_from_guessed_inputs_is_not_taken(tmp_path):
     # HQ and H are tensor shapes nothing here knows: guessed from the kernel's
     # own constexprs they may give G = HQ // H = 0, which no launch passes (a
     # zero-length arange); G keeps a value of its own, and the frontend accepts it.
-    _write(tmp_path, "pkg/gqa.py", GQA_LIKE)
+    write_source(tmp_path, "pkg/gqa.py", GQA_LIKE)
     kernel, specs = _specs(tmp_path, "gqa")
     assert specs and all(s.constexprs["G"] > 0 for s in specs), [(s.constexprs, s.rules.get("G")) for s in specs]
     _frontend_accepts(tmp_path, kernel, specs[:1])

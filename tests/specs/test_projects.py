@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,9 @@ import pytest
 from tritriage.discover.inventory import discover
 from tritriage.specs.catalog import checkout_project
 from tritriage.specs.infer import infer_spec
+from testkit import write_source  # noqa: E402 - shared test helpers
 
 CACHE = Path(os.environ.get("TRITRIAGE_TEST_CACHE", Path.home() / ".cache" / "tritriage-tests"))
-
-
-def _write(root: Path, rel: str, text: str) -> None:
-    p = root / rel
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(textwrap.dedent(text))
 
 
 def _spec(root: Path, name: str):
@@ -28,19 +22,19 @@ def _spec(root: Path, name: str):
 
 def test_project_name_and_version_come_from_the_checkout(tmp_path):
     vllm = tmp_path / "v"
-    _write(vllm, "vllm/_version.py", "__version__ = version = '0.8.5'\n")
+    write_source(vllm, "vllm/_version.py", "__version__ = version = '0.8.5'\n")
     assert checkout_project(vllm) == ("vllm", "0.8.5")
     dist = tmp_path / "d"
-    _write(dist, "liger_kernel/__init__.py", "")
-    _write(dist, "liger_kernel-0.8.5.dist-info/METADATA", "Metadata-Version: 2.1\nName: liger_kernel\nVersion: 0.8.5\n")
+    write_source(dist, "liger_kernel/__init__.py", "")
+    write_source(dist, "liger_kernel-0.8.5.dist-info/METADATA", "Metadata-Version: 2.1\nName: liger_kernel\nVersion: 0.8.5\n")
     assert checkout_project(dist) == ("liger_kernel", "0.8.5")
     fetched = tmp_path / "fla-core-0.6.0"  # what `tritriage fetch fla-core==0.6.0` leaves
-    _write(fetched, "fla/__init__.py", "")
+    write_source(fetched, "fla/__init__.py", "")
     (fetched / ".complete").write_text("0.6.0")
     assert checkout_project(fetched) == ("fla-core", "0.6.0")
     bare = tmp_path / "b"
-    _write(bare, "kern/__init__.py", "")
-    _write(bare, "kern/version.py", "__version__ = '1.2'\n")
+    write_source(bare, "kern/__init__.py", "")
+    write_source(bare, "kern/version.py", "__version__ = '1.2'\n")
     assert checkout_project(bare) == ("kern", "1.2")
     assert checkout_project(tmp_path / "nothing") == ("", "")
 
@@ -67,7 +61,7 @@ def test_markdown_title_names_the_project(tmp_path, monkeypatch, capsys):
 
 def test_a_parameter_rebound_by_unpacking_is_not_its_default(tmp_path):
     # llama4_rope_forward(..., BLOCK_SIZE=None): `if BLOCK_SIZE is None: BLOCK_SIZE, w = pick(d)`.
-    _write(tmp_path, "m.py", '''
+    write_source(tmp_path, "m.py", '''
         import triton
         import triton.language as tl
 
@@ -89,7 +83,7 @@ def test_a_parameter_rebound_by_unpacking_is_not_its_default(tmp_path):
 
 
 def test_strides_are_integers_and_codes_compared_with_ints_are_ints(tmp_path):
-    _write(tmp_path, "m.py", '''
+    write_source(tmp_path, "m.py", '''
         import triton
         import triton.language as tl
 
@@ -111,7 +105,7 @@ def test_strides_are_integers_and_codes_compared_with_ints_are_ints(tmp_path):
 
 
 def test_values_added_to_an_int_initialized_loop_variable_are_integers(tmp_path):
-    _write(tmp_path, "m.py", '''
+    write_source(tmp_path, "m.py", '''
         import triton
         import triton.language as tl
 
@@ -148,7 +142,7 @@ def test_inferred_specs_the_frontend_rejects_stay_rare(project, version, limit):
 
 
 def test_a_load_rebinding_an_fp32_accumulator_reads_fp32(tmp_path):
-    _write(tmp_path, "m.py", '''
+    write_source(tmp_path, "m.py", '''
         import triton
         import triton.language as tl
 
@@ -166,7 +160,7 @@ def test_a_load_rebinding_an_fp32_accumulator_reads_fp32(tmp_path):
 
 
 def test_an_fp32_accumulator_stored_through_a_block_pointer_is_fp32(tmp_path):
-    _write(tmp_path, "m.py", '''
+    write_source(tmp_path, "m.py", '''
         import triton
         import triton.language as tl
 
@@ -185,7 +179,7 @@ def test_an_fp32_accumulator_stored_through_a_block_pointer_is_fp32(tmp_path):
 def test_each_value_a_launch_can_pass_on_ascend_is_its_own_spec(tmp_path):
     # A dtype test and a caller's bool flag: fp16 and fp32, with and without
     # the flag are all reachable; the tensors follow the dtype the test names.
-    _write(tmp_path, "m.py", '''
+    write_source(tmp_path, "m.py", '''
         import torch
         import triton
         import triton.language as tl
